@@ -1,0 +1,62 @@
+# Backstop: `make run` for the dashboard with the demo, `make test` for every check.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# Django 6.1 needs Python 3.12+: look on PATH, then in pyenv's versions.
+define FIND_PYTHON
+ok() { "$$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; }; \
+for c in python3.14 python3.13 python3.12 python3; do \
+  p=$$(command -v $$c 2>/dev/null) && ok "$$p" && { echo "$$p"; exit 0; }; \
+done; \
+root=$$(pyenv root 2>/dev/null || echo "$$HOME/.pyenv"); \
+for p in $$(ls -d "$$root"/versions/3.*/bin/python3 2>/dev/null | sort -V -r); do \
+  ok "$$p" && { echo "$$p"; exit 0; }; \
+done; exit 1
+endef
+
+.PHONY: run test lint db demo runner clean
+
+$(VENV)/.installed: pyproject.toml
+	@py=$$($(FIND_PYTHON)) || { \
+	  echo "Backstop needs Python 3.12 or newer (Django 6.1) and found none on PATH or under pyenv." >&2; \
+	  echo "Install one (for example: pyenv install 3.13) and run make again." >&2; exit 1; }; \
+	if ! { [ -x $(PY) ] && $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 12))'; }; then \
+	  echo "creating $(VENV) with $$py"; rm -rf $(VENV); "$$py" -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+db: $(VENV)/.installed
+	@$(PY) manage.py ensuredb
+	@$(PY) manage.py migrate --noinput -v 0
+
+demo: db
+	$(PY) manage.py demo
+
+runner: db
+	$(PY) manage.py runworkflows
+
+run: demo
+	@echo ""
+	@echo "  Backstop is running at http://$(HOST):$(PORT)/decisions/"
+	@echo "  Log in as operator, approver or admin; password: $${BACKSTOP_DEMO_PASSWORD:-backstop-demo}"
+	@echo "  A runner executes workflow runs alongside the web server. Ctrl-C stops both."
+	@echo ""
+	@$(PY) manage.py runworkflows & runner=$$!; \
+	  trap 'kill $$runner 2>/dev/null; wait $$runner 2>/dev/null' EXIT; \
+	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy .
+
+test: lint
+	@$(PY) manage.py ensuredb
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,107 @@
+"""The HTTP API under /api/v1/: thin views over services and selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import status
+from rest_framework.decorators import api_view
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from controlplane import selectors
+from controlplane.models import Decision
+from controlplane.serializers import DecisionInSerializer
+from controlplane.services import submit_decision
+from controlplane.tenancy import can_submit, current_membership, current_org, default_workspace
+from mutations.serializers import MutationEntrySerializer, RuntimeEventSerializer, query_result
+from mutations.services import API_SURFACE
+from runs.serializers import WorkflowRunSerializer
+
+LIST_LIMIT = 100
+
+
+def decision_body(decision: Decision) -> dict[str, Any]:
+    run = decision.runs.order_by("-created_at").first()
+    return {
+        **decision.as_document(),
+        "requested_by": decision.requested_by,
+        "trace_id": decision.trace_id,
+        "received_at": decision.received_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "payload_hash": decision.payload_hash,
+        "policy_evaluation": selectors.evaluation_summary(getattr(decision, "evaluation", None)),
+        "run": WorkflowRunSerializer(run).data if run else None,
+    }
+
+
+@api_view(["GET", "POST"])
+def decisions(request: Request) -> Response:
+    """POST: submit a decision. GET: the newest decisions of your organization."""
+    if request.method == "POST":
+        membership = current_membership(request.user)
+        if not can_submit(membership):
+            raise PermissionDenied("Only operators and admins may submit decisions.")
+        serializer = DecisionInSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        document = {k: request.data[k] for k in serializer.validated_data}
+        submission = submit_decision(
+            workspace=default_workspace(membership.org),
+            document=document,
+            requested_by=f"user:{request.user.get_username()}",
+            surface=API_SURFACE,
+            user_id=request.user.pk,
+        )
+        code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
+        return Response(decision_body(submission.decision), status=code)
+    org = current_org(request.user)
+    rows = selectors.decisions_for(org)[:LIST_LIMIT]
+    return Response(
+        {
+            "entries": [
+                {
+                    **d.as_document(),
+                    "status": selectors.decision_status(d),
+                    "run_id": d.run_id,  # type: ignore[attr-defined]
+                    "received_at": d.received_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
+                for d in rows
+            ]
+        }
+    )
+
+
+@api_view(["GET"])
+def decision_detail(request: Request, decision_id: str) -> Response:
+    decision = selectors.get_decision(current_org(request.user), decision_id)
+    return Response(decision_body(decision))
+
+
+def _required_decision_id(request: Request) -> str:
+    decision_id = request.query_params.get("decision_id")
+    if not decision_id:
+        raise ValidationError({"decision_id": ["This query parameter is required."]})
+    return decision_id
+
+
+@api_view(["GET"])
+def mutations(request: Request) -> Response:
+    """The Mutation Log of one decision, in the order the changes were made."""
+    decision_id = _required_decision_id(request)
+    entries = selectors.mutations_for(current_org(request.user), decision_id)
+    data = MutationEntrySerializer(entries, many=True).data
+    return Response(query_result({"decision_id": decision_id}, list(data)))
+
+
+@api_view(["GET"])
+def events(request: Request) -> Response:
+    decision_id = _required_decision_id(request)
+    entries = selectors.events_for(current_org(request.user), decision_id)
+    data = RuntimeEventSerializer(entries, many=True).data
+    return Response(query_result({"decision_id": decision_id}, list(data)))
+
+
+@api_view(["GET"])
+def run_detail(request: Request, run_id: str) -> Response:
+    run = selectors.get_run(current_org(request.user), run_id)
+    return Response(WorkflowRunSerializer(run).data)

@@ -1,0 +1,94 @@
+"""The demo organization: people, an agent, a policy, sandbox campaigns and the seed scenario."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from controlplane.models import Membership, Organization, Role, ServiceAccount, Workspace
+from controlplane.serializers import DecisionInSerializer
+from controlplane.services import POLICY_DIR, Submission, activate_policy, submit_decision
+from mutations.connectors.sandbox import SANDBOX_PLATFORMS
+from mutations.models import SandboxCampaign, SandboxFault
+from mutations.services import CLI_SURFACE
+
+DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
+DEMO_USERS = {"operator": Role.OPERATOR, "approver": Role.APPROVER, "admin": Role.ADMIN}
+AGENT_NAME = "decision-runtime-cron"
+SEED_DECISION_ID = "dec_01J1B7K9C8N3RXQK9VPYZW2QF4"
+DEMO_BUDGETS_MICROS = {"meta": 5_000_000_000, "google": 3_000_000_000}
+
+
+def demo_password() -> str:
+    return os.environ.get("BACKSTOP_DEMO_PASSWORD", "backstop-demo")
+
+
+@dataclass(frozen=True)
+class Demo:
+    org: Organization
+    workspace: Workspace
+    agent: ServiceAccount
+    submissions: list[Submission]
+
+
+def load_demo() -> Demo:
+    """Create the demo organization and submit its decisions; safe to run again."""
+    with transaction.atomic():
+        org, _ = Organization.objects.get_or_create(slug="demo", defaults={"name": "Demo"})
+        workspace, _ = Workspace.objects.get_or_create(
+            org=org, slug="default", defaults={"name": "Default"}
+        )
+        users = get_user_model().objects
+        for username, role in DEMO_USERS.items():
+            user, created = users.get_or_create(username=username)
+            if created:
+                user.set_password(demo_password())
+                user.is_staff = role == Role.ADMIN
+                user.is_superuser = role == Role.ADMIN
+                user.save()
+            Membership.objects.get_or_create(user=user, org=org, defaults={"role": role})
+        agent, _ = ServiceAccount.objects.get_or_create(
+            org=org, name=AGENT_NAME, defaults={"workspace": workspace}
+        )
+        activate_policy(
+            workspace=workspace,
+            text=(POLICY_DIR / "budget_policy_v1.yaml").read_text(),
+            activated_by="demo",
+        )
+        for platform in SANDBOX_PLATFORMS:
+            SandboxCampaign.objects.get_or_create(
+                org=org,
+                platform=platform,
+                campaign_id=f"{platform}-all-markets",
+                defaults={
+                    "name": f"{platform.title()} — all markets",
+                    "market": "all",
+                    "daily_budget_micros": DEMO_BUDGETS_MICROS[platform],
+                },
+            )
+        # The seed scenario: Google keeps answering 429 until the credit's retries run out.
+        SandboxFault.objects.get_or_create(
+            org=org,
+            platform="google",
+            key_prefix=f"{SEED_DECISION_ID}-attempt-1:credit_target_channel",
+            defaults={"kind": SandboxFault.Kind.RATE_LIMIT, "retry_after_seconds": 120},
+        )
+    submissions = []
+    for path in sorted(DEMO_DATA.glob("*.json")):
+        document = json.loads(path.read_text())
+        serializer = DecisionInSerializer(data=document)
+        serializer.is_valid(raise_exception=True)
+        submissions.append(
+            submit_decision(
+                workspace=workspace,
+                document=document,
+                requested_by=agent.actor,
+                surface=CLI_SURFACE,
+            )
+        )
+    return Demo(org=org, workspace=workspace, agent=agent, submissions=submissions)

@@ -1,0 +1,188 @@
+"""Tenancy, decisions and the policy gate's records."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import models
+
+from mutations.ids import new_id
+
+
+def _org_id() -> str:
+    return new_id("org")
+
+
+def _workspace_id() -> str:
+    return new_id("ws")
+
+
+def _policy_id() -> str:
+    return new_id("pol")
+
+
+def _service_account_id() -> str:
+    return new_id("sa")
+
+
+class Organization(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=_org_id)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Workspace(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=_workspace_id)
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="workspaces")
+    name = models.CharField(max_length=200)
+    slug = models.SlugField()
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["org", "slug"], name="workspace_slug_per_org"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org.name} / {self.name}"
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["user", "org"], name="one_membership_per_org"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.org} as {self.role}"
+
+
+class ServiceAccount(models.Model):
+    """An agent that submits decisions; it acts as ``agent:<name>``."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=_service_account_id)
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="service_accounts")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE)
+    name = models.SlugField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["org", "name"], name="service_account_name_per_org"),
+        ]
+
+    def __str__(self) -> str:
+        return self.actor
+
+    @property
+    def actor(self) -> str:
+        return f"agent:{self.name}"
+
+
+class PolicyVersion(models.Model):
+    """One text of a workspace's policy; at most one is active."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=_policy_id)
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="policies")
+    version = models.CharField(max_length=100)
+    text = models.TextField()
+    sha256 = models.CharField(max_length=64)
+    is_active = models.BooleanField(default=False)
+    activated_at = models.DateTimeField(null=True)
+    activated_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(
+                fields=["workspace", "version"], name="policy_version_per_workspace"
+            ),
+            models.UniqueConstraint(
+                fields=["workspace"],
+                condition=models.Q(is_active=True),
+                name="one_active_policy_per_workspace",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.version
+
+
+class DecisionQuerySet(models.QuerySet["Decision"]):
+    def for_org(self, org: Organization) -> DecisionQuerySet:
+        return self.filter(org=org)
+
+
+class Decision(models.Model):
+    """What an agent proposed. Immutable once received."""
+
+    id = models.CharField(primary_key=True, max_length=32)
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="decisions")
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT)
+    type = models.CharField(max_length=100)
+    priority = models.CharField(max_length=20)
+    confidence = models.FloatField()
+    summary = models.TextField()
+    reasoning = models.TextField()
+    auto_executable = models.BooleanField()
+    action = models.JSONField()
+    computed_at = models.DateTimeField()
+    policy_version = models.CharField(max_length=100)
+    document = models.JSONField(help_text="The decision as received, in its canonical form.")
+    payload_hash = models.CharField(max_length=64)
+    requested_by = models.CharField(max_length=150)
+    trace_id = models.CharField(max_length=32)
+    received_at = models.DateTimeField()
+
+    objects = DecisionQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-received_at", "-id"]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["org", "-received_at", "-id"], name="decision_org_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+    def as_document(self) -> dict[str, Any]:
+        return dict(self.document)
+
+
+class PolicyEvaluation(models.Model):
+    class Outcome(models.TextChoices):
+        ALLOW = "allow"
+        DENY = "deny"
+        REQUIRE_HUMAN = "require_human"
+
+    decision = models.OneToOneField(Decision, on_delete=models.PROTECT, related_name="evaluation")
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT)
+    policy = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, null=True)
+    policy_version = models.CharField(max_length=100)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    matched_rule_ids = models.JSONField(default=list)
+    deciding_rule_ids = models.JSONField(
+        default=list, help_text="The matched rules whose decision is the outcome."
+    )
+    inputs = models.JSONField(default=dict)
+    evaluated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.decision_id} {self.outcome}"

@@ -1,0 +1,314 @@
+"""Policy texts: parsing with line-numbered errors, and evaluation against a decision.
+
+Grammar::
+
+    version: budget_policy_v1
+    default: require_human          # when no rule matches: fail closed
+    rules:
+      - id: large-shift-needs-human
+        when: { action.amount: { gt: 5000 } }
+        decision: require_human
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+OUTCOMES = ("allow", "require_human", "deny")
+SEVERITY = {outcome: rank for rank, outcome in enumerate(OUTCOMES)}
+FAIL_CLOSED = "require_human"
+AUTO_EXECUTABLE_RULE = "auto-executable-false"
+
+NUMERIC_OPERATORS = frozenset({"gt", "gte", "lt", "lte"})
+LIST_OPERATORS = frozenset({"in", "not_in"})
+OPERATORS = NUMERIC_OPERATORS | LIST_OPERATORS | {"exists"}
+
+# The inputs a rule may test; any `action.<field>` is allowed too.
+INPUT_KEYS = frozenset(
+    {
+        "id", "type", "priority", "confidence", "summary", "reasoning", "auto_executable",
+        "computed_at", "policy_version", "requested_by",
+        "env", "approval_present",
+        "workflow_id", "side_effect", "compensation_declared", "rollback_supported",
+        "reversibility", "platforms",
+    }
+)  # fmt: skip
+TOP_LEVEL_KEYS = frozenset({"version", "default", "description", "rules"})
+RULE_KEYS = frozenset({"id", "when", "decision", "description"})
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class PolicyProblem:
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}, " if self.line else ""
+        return f"{where}{self.field}: {self.message}"
+
+
+class PolicyInvalid(ValueError):
+    def __init__(self, problems: list[PolicyProblem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Condition:
+    key: str
+    operator: str  # "eq" for a bare value
+    operand: Any
+
+    def holds(self, inputs: dict[str, Any]) -> bool:
+        value = lookup(inputs, self.key)
+        if self.operator == "exists":
+            return (value is not _MISSING and value is not None) == self.operand
+        if value is _MISSING:
+            return False
+        if self.operator == "eq":
+            return bool(value == self.operand)
+        if self.operator == "in":
+            return value in self.operand
+        if self.operator == "not_in":
+            return value not in self.operand
+        if not _is_number(value):
+            return False
+        return {
+            "gt": value > self.operand,
+            "gte": value >= self.operand,
+            "lt": value < self.operand,
+            "lte": value <= self.operand,
+        }[self.operator]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    conditions: tuple[Condition, ...]
+    decision: str
+
+    def matches(self, inputs: dict[str, Any]) -> bool:
+        return all(c.holds(inputs) for c in self.conditions)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    outcome: str
+    matched_rule_ids: list[str]
+    deciding_rule_ids: list[str]
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: str
+    default: str
+    rules: tuple[Rule, ...]
+
+    def evaluate(self, inputs: dict[str, Any]) -> Evaluation:
+        """Return the most restrictive decision of all matching rules, or the default."""
+        matched = [rule for rule in self.rules if rule.matches(inputs)]
+        if matched:
+            outcome = max((r.decision for r in matched), key=SEVERITY.__getitem__)
+            deciding = [r.id for r in matched if r.decision == outcome]
+        else:
+            outcome, deciding = self.default, []
+        matched_ids = [r.id for r in matched]
+        if inputs.get("auto_executable") is False and outcome == "allow":
+            # An agent that says its decision is not auto-executable is always held.
+            outcome, deciding = FAIL_CLOSED, [AUTO_EXECUTABLE_RULE]
+            matched_ids.append(AUTO_EXECUTABLE_RULE)
+        return Evaluation(outcome, matched_ids, deciding)
+
+
+def lookup(inputs: dict[str, Any], key: str) -> Any:
+    value: Any = inputs
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# ---- parsing ------------------------------------------------------------------------------
+
+
+class _Mapping(dict[str, Any]):
+    """A YAML mapping that remembers the line of each key."""
+
+    line: int = 0
+    lines: dict[str, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Mapping:
+    loader.flatten_mapping(node)
+    mapping = _Mapping()
+    mapping.line = node.start_mark.line + 1
+    mapping.lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str):
+            raise yaml.MarkedYAMLError(
+                problem=f"key {key!r} must be text", problem_mark=key_node.start_mark
+            )
+        if key in mapping:
+            raise yaml.MarkedYAMLError(
+                problem=f"key {key!r} appears twice (first on line {mapping.lines[key]})",
+                problem_mark=key_node.start_mark,
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.lines[key] = line
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_policy(text: str) -> Policy:
+    """Return the policy a text describes, or raise PolicyInvalid naming each line and field."""
+    try:
+        document = yaml.load(text, Loader=_LineLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        line = mark.line + 1 if mark else None
+        raise PolicyInvalid([PolicyProblem(line, "yaml", str(error.problem))]) from None
+    except yaml.YAMLError as error:
+        raise PolicyInvalid([PolicyProblem(None, "yaml", str(error))]) from None
+    problems: list[PolicyProblem] = []
+    if not isinstance(document, _Mapping):
+        raise PolicyInvalid(
+            [PolicyProblem(1, "policy", "must be a mapping with version and rules")]
+        )
+
+    def problem(line: int | None, field: str, message: str) -> None:
+        problems.append(PolicyProblem(line, field, message))
+
+    for key in document:
+        if key not in TOP_LEVEL_KEYS:
+            problem(
+                document.lines[key], key, f"unknown key; use {', '.join(sorted(TOP_LEVEL_KEYS))}"
+            )
+    version = document.get("version")
+    if not isinstance(version, str) or not version.strip():
+        problem(document.lines.get("version", document.line), "version", "required text")
+    default = document.get("default", FAIL_CLOSED)
+    if default not in OUTCOMES:
+        problem(document.lines.get("default"), "default", f"must be one of {', '.join(OUTCOMES)}")
+    raw_rules = document.get("rules", [])
+    if not isinstance(raw_rules, list):
+        problem(document.lines.get("rules"), "rules", "must be a list of rules")
+        raw_rules = []
+    rules: list[Rule] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(raw_rules):
+        field = f"rules[{index}]"
+        if not isinstance(raw, _Mapping):
+            problem(document.lines.get("rules"), field, "must be a mapping with id, when, decision")
+            continue
+        rule = _parse_rule(raw, field, problem)
+        if rule is None:
+            continue
+        if rule.id in seen:
+            problem(
+                raw.lines["id"],
+                f"{field}.id",
+                f"duplicate rule id {rule.id!r} (also rules[{seen[rule.id]}])",
+            )
+        seen.setdefault(rule.id, index)
+        rules.append(rule)
+    if problems:
+        raise PolicyInvalid(problems)
+    return Policy(version=str(version), default=str(default), rules=tuple(rules))
+
+
+def _parse_rule(raw: _Mapping, field: str, problem: Any) -> Rule | None:
+    ok = True
+    for key in raw:
+        if key not in RULE_KEYS:
+            problem(
+                raw.lines[key], f"{field}.{key}", f"unknown key; use {', '.join(sorted(RULE_KEYS))}"
+            )
+            ok = False
+    rule_id = raw.get("id")
+    if not isinstance(rule_id, str) or not rule_id.strip():
+        problem(raw.lines.get("id", raw.line), f"{field}.id", "required text")
+        ok = False
+    decision = raw.get("decision")
+    if decision not in OUTCOMES:
+        problem(
+            raw.lines.get("decision", raw.line),
+            f"{field}.decision",
+            f"must be one of {', '.join(OUTCOMES)}; got {decision!r}",
+        )
+        ok = False
+    when = raw.get("when")
+    conditions: list[Condition] = []
+    if not isinstance(when, _Mapping) or not when:
+        problem(
+            raw.lines.get("when", raw.line), f"{field}.when", "required mapping of input: condition"
+        )
+        ok = False
+    else:
+        for key, value in when.items():
+            condition = _parse_condition(
+                key, value, when.lines[key], f"{field}.when.{key}", problem
+            )
+            if condition is None:
+                ok = False
+            else:
+                conditions.extend(condition)
+    if not ok:
+        return None
+    return Rule(id=str(rule_id), conditions=tuple(conditions), decision=str(decision))
+
+
+def _parse_condition(
+    key: str, value: Any, line: int, field: str, problem: Any
+) -> list[Condition] | None:
+    if key not in INPUT_KEYS and not (key.startswith("action.") and len(key) > len("action.")):
+        problem(
+            line,
+            field,
+            "unknown input; use action.<field> or one of " + ", ".join(sorted(INPUT_KEYS)),
+        )
+        return None
+    if not isinstance(value, _Mapping):
+        if isinstance(value, list):
+            problem(line, field, "a list needs an operator: { in: [...] }")
+            return None
+        return [Condition(key, "eq", value)]
+    conditions = []
+    for operator, operand in value.items():
+        where = f"{field}.{operator}"
+        op_line = value.lines[operator]
+        if operator not in OPERATORS:
+            problem(op_line, where, f"unknown operator; use {', '.join(sorted(OPERATORS))}")
+            return None
+        if operator in NUMERIC_OPERATORS and not _is_number(operand):
+            problem(op_line, where, f"needs a number; got {operand!r}")
+            return None
+        if operator in LIST_OPERATORS and not isinstance(operand, list):
+            problem(op_line, where, f"needs a list; got {operand!r}")
+            return None
+        if operator == "exists" and not isinstance(operand, bool):
+            problem(op_line, where, f"needs true or false; got {operand!r}")
+            return None
+        conditions.append(Condition(key, operator, operand))
+    if not conditions:
+        problem(line, field, "needs at least one operator")
+        return None
+    return conditions

@@ -1,0 +1,24 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from controlplane import api, views
+
+api_v1 = [
+    path("decisions/", api.decisions, name="api-decisions"),
+    path("decisions/<str:decision_id>/", api.decision_detail, name="api-decision"),
+    path("mutations/", api.mutations, name="api-mutations"),
+    path("events/", api.events, name="api-events"),
+    path("runs/<str:run_id>/", api.run_detail, name="api-run"),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="decisions", permanent=False)),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("decisions/", views.decision_list, name="decisions"),
+    path("decisions/<str:decision_id>/", views.decision_detail, name="decision"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+]

@@ -1,0 +1,51 @@
+"""Platform connectors by platform name."""
+
+from mutations.connectors.base import (
+    AmbiguousOutcome,
+    Change,
+    Connector,
+    FatalError,
+    PlatformError,
+    PlatformTimeout,
+    RateLimited,
+    TransientError,
+)
+from mutations.connectors.sandbox import SANDBOX_PLATFORMS, SandboxConnector
+
+_CONNECTORS: dict[str, Connector] = {
+    name: SandboxConnector(name, api_name) for name, api_name in SANDBOX_PLATFORMS.items()
+}
+
+
+class UnknownPlatformError(LookupError):
+    pass
+
+
+def get_connector(platform: str) -> Connector:
+    """Return the connector for a platform name, or raise naming the known ones."""
+    try:
+        return _CONNECTORS[platform]
+    except KeyError:
+        known = ", ".join(sorted(_CONNECTORS))
+        raise UnknownPlatformError(
+            f"No connector for platform {platform!r}; known: {known}."
+        ) from None
+
+
+def known_platforms() -> list[str]:
+    return sorted(_CONNECTORS)
+
+
+__all__ = [
+    "AmbiguousOutcome",
+    "Change",
+    "Connector",
+    "FatalError",
+    "PlatformError",
+    "PlatformTimeout",
+    "RateLimited",
+    "TransientError",
+    "UnknownPlatformError",
+    "get_connector",
+    "known_platforms",
+]

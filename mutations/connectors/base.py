@@ -1,0 +1,71 @@
+"""What a platform connector promises, and how its failures are classified."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to apply on a platform: which object, and what to do to it."""
+
+    platform: str
+    mutation_type: str
+    payload: dict[str, Any]
+    target: dict[str, Any] = field(default_factory=dict)
+
+    def as_request(self) -> dict[str, Any]:
+        return {"mutation_type": self.mutation_type, "target": self.target, "payload": self.payload}
+
+
+class PlatformError(Exception):
+    """A platform refused or lost a call. ``retryable`` says whether trying again may help."""
+
+    kind: ClassVar[str] = "error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class RateLimited(PlatformError):
+    kind = "rate_limit"
+    retryable = True
+
+
+class TransientError(PlatformError):
+    kind = "transient"
+    retryable = True
+
+
+class PlatformTimeout(TransientError):
+    kind = "timeout"
+
+
+class FatalError(PlatformError):
+    kind = "fatal"
+
+
+class AmbiguousOutcome(PlatformError):
+    """The change may have been applied but the answer was lost; retry with the same key."""
+
+    kind = "ambiguous"
+    retryable = True
+
+
+class Connector(Protocol):
+    platform: str
+    api_name: str
+
+    def apply(
+        self, *, org_id: str, idempotency_key: str, change: Change, timeout: float
+    ) -> dict[str, Any]:
+        """Apply the change once per key and return the platform's result."""
+        ...
+
+    def snapshot(self, *, org_id: str, target: dict[str, Any]) -> list[dict[str, Any]]:
+        """Return the state of the objects the target names, without volatile fields."""
+        ...

@@ -1,0 +1,170 @@
+"""Simulated ad platforms whose campaigns live in the database.
+
+Each call is one transaction: replay a key already applied, consume a planned fault, or
+apply the change and remember its result under the key.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from mutations.connectors.base import (
+    AmbiguousOutcome,
+    Change,
+    FatalError,
+    PlatformError,
+    PlatformTimeout,
+    RateLimited,
+    TransientError,
+)
+from mutations.models import SandboxCampaign, SandboxFault, SandboxOperation
+
+# platform name -> the API name its errors carry
+SANDBOX_PLATFORMS = {"meta": "meta_ads", "google": "google_ads"}
+
+
+def utc_iso(moment: Any) -> str:
+    return str(moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+class SandboxConnector:
+    def __init__(self, platform: str, api_name: str) -> None:
+        self.platform = platform
+        self.api_name = api_name
+
+    def apply(
+        self, *, org_id: str, idempotency_key: str, change: Change, timeout: float
+    ) -> dict[str, Any]:
+        request = change.as_request()
+        error: PlatformError | None = None
+        try:
+            with transaction.atomic():
+                previous = SandboxOperation.objects.filter(
+                    org_id=org_id, platform=self.platform, idempotency_key=idempotency_key
+                ).first()
+                if previous is not None:
+                    return self._replay(previous, request)
+                fault = self._take_fault(org_id, idempotency_key, change.mutation_type)
+                if fault is not None:
+                    error = self._fault_error(fault, timeout)
+                if error is None or isinstance(error, AmbiguousOutcome):
+                    result = self._apply(org_id, change)
+                    SandboxOperation.objects.create(
+                        org_id=org_id,
+                        platform=self.platform,
+                        idempotency_key=idempotency_key,
+                        request=request,
+                        result=result,
+                        applied_at=timezone.now(),
+                    )
+        except IntegrityError:
+            # Another caller applied the same key first: answer with its result.
+            previous = SandboxOperation.objects.get(
+                org_id=org_id, platform=self.platform, idempotency_key=idempotency_key
+            )
+            return self._replay(previous, request)
+        if error is not None:
+            raise error  # raised after commit so the consumed fault stays consumed
+        return result
+
+    def snapshot(self, *, org_id: str, target: dict[str, Any]) -> list[dict[str, Any]]:
+        campaigns = self._campaigns(org_id, target).order_by("campaign_id")
+        return [
+            {
+                "campaign_id": c.campaign_id,
+                "name": c.name,
+                "market": c.market,
+                "daily_budget_micros": c.daily_budget_micros,
+                "status": c.status,
+            }
+            for c in campaigns
+        ]
+
+    def _replay(self, previous: SandboxOperation, request: dict[str, Any]) -> dict[str, Any]:
+        if previous.request != request:
+            raise FatalError(
+                f"{self.api_name}_api: idempotency_key_reused (code 422): key "
+                f"{previous.idempotency_key!r} was first used for a different request"
+            )
+        return dict(previous.result)
+
+    def _campaigns(self, org_id: str, target: dict[str, Any]) -> Any:
+        campaigns = SandboxCampaign.objects.filter(org_id=org_id, platform=self.platform)
+        if "campaign_id" in target:
+            campaigns = campaigns.filter(campaign_id=target["campaign_id"])
+        if "market" in target:
+            campaigns = campaigns.filter(market=target["market"])
+        return campaigns
+
+    def _apply(self, org_id: str, change: Change) -> dict[str, Any]:
+        campaign = self._campaigns(org_id, change.target).select_for_update().first()
+        if campaign is None:
+            raise FatalError(
+                f"{self.api_name}_api: not_found (code 404): no campaign matches {change.target}"
+            )
+        if change.mutation_type == "update_budget":
+            delta = int(change.payload["daily_budget_delta_micros"])
+            if campaign.daily_budget_micros + delta < 0:
+                raise FatalError(
+                    f"{self.api_name}_api: invalid_budget (code 400): daily budget of "
+                    f"{campaign.campaign_id} would fall below zero"
+                )
+            SandboxCampaign.objects.filter(pk=campaign.pk).update(
+                daily_budget_micros=F("daily_budget_micros") + delta, updated_at=timezone.now()
+            )
+        elif change.mutation_type == "set_status":
+            SandboxCampaign.objects.filter(pk=campaign.pk).update(
+                status=change.payload["status"], updated_at=timezone.now()
+            )
+        else:
+            raise FatalError(
+                f"{self.api_name}_api: unsupported_operation (code 400): {change.mutation_type}"
+            )
+        return {"applied_at": utc_iso(timezone.now())}
+
+    def _take_fault(self, org_id: str, key: str, mutation_type: str) -> SandboxFault | None:
+        for fault in (
+            SandboxFault.objects.select_for_update()
+            .filter(org_id=org_id, platform=self.platform)
+            .order_by("id")
+        ):
+            if fault.mutation_type and fault.mutation_type != mutation_type:
+                continue
+            if not key.startswith(fault.key_prefix):
+                continue
+            if fault.remaining is None:
+                return fault
+            if fault.remaining > 0:
+                SandboxFault.objects.filter(pk=fault.pk).update(remaining=F("remaining") - 1)
+                return fault
+        return None
+
+    def _fault_error(self, fault: SandboxFault, timeout: float) -> PlatformError | None:
+        api = f"{self.api_name}_api"
+        if fault.delay_ms:
+            time.sleep(min(fault.delay_ms / 1000, timeout))
+        match fault.kind:
+            case SandboxFault.Kind.RATE_LIMIT:
+                retry_after = fault.retry_after_seconds or 60
+                return RateLimited(
+                    f"{api}: rate_limit_exceeded (code 429, retry_after={retry_after}s)",
+                    retry_after=retry_after,
+                )
+            case SandboxFault.Kind.TRANSIENT:
+                return TransientError(f"{api}: backend_error (code 503)")
+            case SandboxFault.Kind.TIMEOUT:
+                return PlatformTimeout(f"{api}: deadline_exceeded after {timeout:g}s")
+            case SandboxFault.Kind.FATAL:
+                return FatalError(f"{api}: invalid_request (code 400)")
+            case SandboxFault.Kind.AMBIGUOUS:
+                return AmbiguousOutcome(f"{api}: connection reset after the request was sent")
+            case SandboxFault.Kind.SLOW:
+                if fault.delay_ms / 1000 > timeout:
+                    return PlatformTimeout(f"{api}: deadline_exceeded after {timeout:g}s")
+                return None
+        raise ValueError(f"Unknown sandbox fault kind {fault.kind!r}")

@@ -1,0 +1,36 @@
+"""State snapshots and their hashes: the proof that a compensated run changed nothing."""
+
+import hashlib
+import json
+from typing import Any
+
+from mutations.connectors import get_connector
+
+# Fields that change without the state changing (clocks, bookkeeping).
+VOLATILE_FIELDS = frozenset({"updated_at", "applied_at", "fetched_at"})
+
+
+def _strip_volatile(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_volatile(v) for k, v in value.items() if k not in VOLATILE_FIELDS}
+    if isinstance(value, list):
+        return [_strip_volatile(v) for v in value]
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Return JSON with sorted keys, no whitespace and volatile fields removed."""
+    return json.dumps(_strip_volatile(value), sort_keys=True, separators=(",", ":"))
+
+
+def state_hash(snapshot: Any) -> str:
+    """Return ``h_`` and the first 12 hex digits of the sha256 of the canonical snapshot."""
+    return "h_" + hashlib.sha256(canonical_json(snapshot).encode()).hexdigest()[:12]
+
+
+def snapshot_scope(*, org_id: str, scope: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Return the state of every platform object in a run's scope, by platform."""
+    return {
+        platform: get_connector(platform).snapshot(org_id=org_id, target=target)
+        for platform, target in sorted(scope.items())
+    }

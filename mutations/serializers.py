@@ -1,0 +1,57 @@
+"""The published shapes of Mutation Log entries and runtime events."""
+
+from typing import Any
+
+from rest_framework import serializers
+
+from mutations.models import Mutation, RuntimeEvent
+
+
+class MutationEntrySerializer(serializers.ModelSerializer[Mutation]):
+    decision_id = serializers.CharField()
+
+    class Meta:
+        model = Mutation
+        fields = (
+            "mutation_id",
+            "decision_id",
+            "platform",
+            "mutation_type",
+            "payload",
+            "result",
+            "status",
+            "actor_type",
+            "created_at",
+            "error_message",
+        )
+
+
+class RuntimeEventSerializer(serializers.ModelSerializer[RuntimeEvent]):
+    org_id = serializers.CharField()
+    workspace_id = serializers.CharField(allow_null=True)
+    user_id = serializers.IntegerField(allow_null=True)
+    decision_id = serializers.CharField(allow_null=True)
+
+    class Meta:
+        model = RuntimeEvent
+        fields = (
+            "event_id",
+            "org_id",
+            "workspace_id",
+            "user_id",
+            "decision_id",
+            "trace_id",
+            "surface",
+            "timestamp",
+            "policy_ids",
+            "before_state_hash",
+            "after_state_hash",
+            "delta_summary",
+            "payload",
+            "kind",
+        )
+
+
+def query_result(query: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the Mutation Log's query shape: the query, its entries and their count."""
+    return {"query": query, "entries": entries, "count": len(entries)}

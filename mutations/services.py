@@ -1,0 +1,49 @@
+"""Writing evidence: runtime events. Call these inside the transaction of the change they record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+
+from mutations.models import RuntimeEvent
+
+# Where an event was emitted.
+DECISION_RUNTIME = "decision_runtime"
+API_SURFACE = "api"
+CLI_SURFACE = "cli"
+
+
+def record_event(
+    *,
+    org_id: str,
+    kind: str,
+    trace_id: str,
+    surface: str,
+    workspace_id: str | None = None,
+    user_id: int | None = None,
+    decision_id: str | None = None,
+    run_id: str | None = None,
+    policy_ids: list[str] | None = None,
+    before_state_hash: str | None = None,
+    after_state_hash: str | None = None,
+    delta_summary: str = "",
+    payload: dict[str, Any] | None = None,
+) -> RuntimeEvent:
+    """Append one event to the event-trace plane."""
+    return RuntimeEvent.objects.create(
+        org_id=org_id,
+        workspace_id=workspace_id,
+        user_id=user_id,
+        decision_id=decision_id,
+        run_id=run_id,
+        kind=kind,
+        trace_id=trace_id,
+        surface=surface,
+        timestamp=timezone.now(),
+        policy_ids=policy_ids or [],
+        before_state_hash=before_state_hash,
+        after_state_hash=after_state_hash,
+        delta_summary=delta_summary,
+        payload=payload or {},
+    )

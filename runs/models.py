@@ -1,0 +1,171 @@
+"""The execution plane's records: workflow runs and their step executions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from django.db import models
+from django.db.models import Q
+
+from mutations.ids import new_id
+
+
+def _run_id() -> str:
+    return new_id("wf")
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending"
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"
+    COMPENSATING = "compensating"
+    COMPLETED = "completed"
+    COMPENSATED = "compensated"
+    FAILED = "failed"
+    COMPENSATION_FAILED = "compensation_failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        RunStatus.COMPLETED,
+        RunStatus.COMPENSATED,
+        RunStatus.FAILED,
+        RunStatus.COMPENSATION_FAILED,
+        RunStatus.REJECTED,
+        RunStatus.EXPIRED,
+        RunStatus.CANCELLED,
+    }
+)
+RUNNABLE_STATUSES = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.COMPENSATING})
+
+
+class WorkflowRunQuerySet(models.QuerySet["WorkflowRun"]):
+    def runnable(self) -> WorkflowRunQuerySet:
+        return self.filter(status__in=RUNNABLE_STATUSES)
+
+    def claimable(self, now: datetime) -> WorkflowRunQuerySet:
+        """Return runs that are due and whose lease, if any, has expired."""
+        return self.runnable().filter(
+            Q(leased_by="") | Q(lease_expires_at__lt=now), next_wake_at__lte=now
+        )
+
+
+class WorkflowRun(models.Model):
+    run_id = models.CharField(primary_key=True, max_length=32, default=_run_id)
+    org = models.ForeignKey("controlplane.Organization", on_delete=models.PROTECT)
+    workspace = models.ForeignKey("controlplane.Workspace", on_delete=models.PROTECT)
+    decision = models.ForeignKey(
+        "controlplane.Decision", on_delete=models.PROTECT, related_name="runs"
+    )
+    workflow_id = models.CharField(max_length=100)
+    workflow_version = models.PositiveIntegerField()
+    status = models.CharField(max_length=30, choices=RunStatus.choices, default=RunStatus.PENDING)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    current_step_id = models.CharField(max_length=100, blank=True)
+    requested_by = models.CharField(max_length=150)
+    retry_count = models.PositiveIntegerField(default=0)
+    awaiting_approval = models.BooleanField(default=False)
+    is_drill = models.BooleanField(default=False)
+    input = models.JSONField(help_text="The decision the run executes, as received.")
+    scope = models.JSONField(help_text="Platform objects the run may change, by platform.")
+    trace_id = models.CharField(max_length=32)
+    policy_ids = models.JSONField(default=list)
+    failed_step_id = models.CharField(max_length=100, null=True)
+    before_state_hash = models.CharField(max_length=20, null=True)
+    after_state_hash = models.CharField(max_length=20, null=True)
+    next_wake_at = models.DateTimeField()
+    leased_by = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True)
+
+    objects = WorkflowRunQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["created_at", "run_id"]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(
+                fields=["next_wake_at"],
+                condition=Q(status__in=["pending", "running", "compensating"]),
+                name="run_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.run_id
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class StepExecution(models.Model):
+    """One forward step or one compensation of a run, across all its attempts."""
+
+    class Kind(models.TextChoices):
+        FORWARD = "forward"
+        COMPENSATION = "compensation"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        SKIPPED = "skipped"
+
+    run = models.ForeignKey(WorkflowRun, on_delete=models.PROTECT, related_name="steps")
+    org = models.ForeignKey("controlplane.Organization", on_delete=models.PROTECT)
+    step_id = models.CharField(max_length=100, help_text="The forward step, for both kinds.")
+    name = models.CharField(max_length=100, help_text="The forward step or compensation id.")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    position = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    next_attempt_at = models.DateTimeField(null=True)
+    last_error = models.TextField(blank=True)
+    errors = models.JSONField(default=list, help_text="One entry per failed attempt.")
+    mutation = models.ForeignKey(
+        "mutations.Mutation", on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    compensates = models.ForeignKey(
+        "mutations.Mutation", on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    skip_reason = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True)
+    finished_at = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["run", "started_at", "id"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(
+                fields=["run", "step_id", "kind"], name="one_execution_per_step"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.name}"
+
+
+class ScopeLock(models.Model):
+    """A platform object held by one started run, so that its state hashes prove its own effect.
+
+    Runs whose scopes overlap execute one after the other: the unique key is the arbiter.
+    """
+
+    org = models.ForeignKey("controlplane.Organization", on_delete=models.CASCADE)
+    key = models.CharField(max_length=300)
+    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="scope_locks")
+    acquired_at = models.DateTimeField()
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["org", "key"], name="one_run_per_scope_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} held by {self.run_id}"

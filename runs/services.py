@@ -1,0 +1,48 @@
+"""Use cases of the execution plane that the control plane calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+
+from runs.models import RunStatus, WorkflowRun
+from runs.workflows import Workflow
+
+
+def create_run(
+    *,
+    org_id: str,
+    workspace_id: str,
+    decision_id: str,
+    decision: dict[str, Any],
+    workflow: Workflow,
+    requested_by: str,
+    trace_id: str,
+    policy_ids: list[str],
+    awaiting_approval: bool = False,
+    is_drill: bool = False,
+    attempt: int = 1,
+) -> WorkflowRun:
+    """Create the run of a decision, pinned to the workflow version it starts on."""
+    now = timezone.now()
+    return WorkflowRun.objects.create(
+        org_id=org_id,
+        workspace_id=workspace_id,
+        decision_id=decision_id,
+        workflow_id=workflow.id,
+        workflow_version=workflow.version,
+        status=RunStatus.AWAITING_APPROVAL if awaiting_approval else RunStatus.PENDING,
+        awaiting_approval=awaiting_approval,
+        idempotency_key=f"{decision_id}-attempt-{attempt}",
+        retry_count=attempt - 1,
+        requested_by=requested_by,
+        input=decision,
+        scope=workflow.scope(decision),
+        trace_id=trace_id,
+        policy_ids=policy_ids,
+        is_drill=is_drill,
+        next_wake_at=now,
+        created_at=now,
+        updated_at=now,
+    )

@@ -1,0 +1,206 @@
+"""The built-in workflows: budget moves and campaign status changes on ad platforms."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from mutations.connectors import Change, known_platforms
+from runs.retry import RetryPolicy
+from runs.workflows.registry import Compensation, DecisionDoc, Step, Workflow, register
+
+MICROS_PER_UNIT = 1_000_000
+SUPPORTED_CURRENCIES = ("USD",)
+SUPPORTED_CADENCES = ("daily",)
+
+# Budget changes are time-sensitive: rather than wait out a long rate-limit window, give
+# up after a few quick attempts and let the run compensate.
+BUDGET_RETRY = RetryPolicy(max_attempts=3, initial_interval=1.0, retry_after_cap=2.0)
+
+
+def to_micros(amount: Any) -> int:
+    return int(Decimal(str(amount)) * MICROS_PER_UNIT)
+
+
+def budget_change(platform: str, scope: Mapping[str, Any], delta_micros: int) -> Change:
+    return Change(
+        platform=platform,
+        mutation_type="update_budget",
+        payload={"daily_budget_delta_micros": delta_micros},
+        target=dict(scope),
+    )
+
+
+def invert_budget_change(change: Change) -> Change:
+    return budget_change(
+        change.platform, change.target, -int(change.payload["daily_budget_delta_micros"])
+    )
+
+
+def status_change(platform: str, scope: Mapping[str, Any], status: str) -> Change:
+    return Change(
+        platform=platform,
+        mutation_type="set_status",
+        payload={"status": status},
+        target=dict(scope),
+    )
+
+
+# ---- validation of the action each workflow needs --------------------------------------
+
+
+def _check_platform(action: Mapping[str, Any], field: str, errors: dict[str, str]) -> None:
+    value = action.get(field)
+    if value not in known_platforms():
+        errors[f"action.{field}"] = f"must be one of {', '.join(known_platforms())}; got {value!r}"
+
+
+def _check_amount(
+    action: Mapping[str, Any], errors: dict[str, str], *, positive: bool = True
+) -> None:
+    value = action.get("amount")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        errors["action.amount"] = "must be a number"
+        return
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        errors["action.amount"] = f"must be a number; got {value!r}"
+        return
+    if not amount.is_finite() or (positive and amount <= 0) or amount == 0:
+        errors["action.amount"] = "must be a positive number" if positive else "must not be 0"
+    elif amount.as_tuple().exponent < -6:  # type: ignore[operator]
+        errors["action.amount"] = "has more than 6 decimal places"
+
+
+def _check_money(action: Mapping[str, Any], errors: dict[str, str]) -> None:
+    if action.get("currency") not in SUPPORTED_CURRENCIES:
+        errors["action.currency"] = f"must be one of {', '.join(SUPPORTED_CURRENCIES)}"
+    if action.get("cadence") not in SUPPORTED_CADENCES:
+        errors["action.cadence"] = f"must be one of {', '.join(SUPPORTED_CADENCES)}"
+
+
+def _check_scope(action: Mapping[str, Any], errors: dict[str, str]) -> None:
+    scope = action.get("scope")
+    if not isinstance(scope, dict) or not scope:
+        errors["action.scope"] = 'must be an object such as {"market": "all"}'
+    elif not all(isinstance(v, str) for v in scope.values()):
+        errors["action.scope"] = "values must be strings"
+
+
+def validate_rebalance(action: Mapping[str, Any]) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    _check_platform(action, "source_channel", errors)
+    _check_platform(action, "target_channel", errors)
+    if "action.source_channel" not in errors and action.get("source_channel") == action.get(
+        "target_channel"
+    ):
+        errors["action.target_channel"] = "must differ from source_channel"
+    _check_amount(action, errors)
+    _check_money(action, errors)
+    _check_scope(action, errors)
+    return errors
+
+
+def validate_adjust_budget(action: Mapping[str, Any]) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    _check_platform(action, "channel", errors)
+    _check_amount(action, errors, positive=False)
+    _check_money(action, errors)
+    _check_scope(action, errors)
+    return errors
+
+
+def validate_pause(action: Mapping[str, Any]) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    _check_platform(action, "channel", errors)
+    _check_scope(action, errors)
+    return errors
+
+
+# ---- the workflows ----------------------------------------------------------------------
+
+
+def _action(decision: DecisionDoc) -> Mapping[str, Any]:
+    action: Mapping[str, Any] = decision["action"]
+    return action
+
+
+execute_rebalance_spend = register(
+    Workflow(
+        id="execute_rebalance_spend",
+        version=1,
+        decision_type="rebalance_spend",
+        description="Move a daily budget from one channel to another.",
+        scope=lambda d: {
+            _action(d)["source_channel"]: dict(_action(d)["scope"]),
+            _action(d)["target_channel"]: dict(_action(d)["scope"]),
+        },
+        validate_action=validate_rebalance,
+        steps=(
+            Step(
+                id="debit_source_channel",
+                build=lambda d: budget_change(
+                    _action(d)["source_channel"],
+                    _action(d)["scope"],
+                    -to_micros(_action(d)["amount"]),
+                ),
+                compensation=Compensation(id="credit_source_channel", build=invert_budget_change),
+                retry=BUDGET_RETRY,
+            ),
+            Step(
+                id="credit_target_channel",
+                build=lambda d: budget_change(
+                    _action(d)["target_channel"],
+                    _action(d)["scope"],
+                    to_micros(_action(d)["amount"]),
+                ),
+                compensation=Compensation(id="debit_target_channel", build=invert_budget_change),
+                retry=BUDGET_RETRY,
+            ),
+        ),
+    )
+)
+
+adjust_budget = register(
+    Workflow(
+        id="adjust_budget",
+        version=1,
+        decision_type="adjust_budget",
+        description="Raise or lower one channel's daily budget.",
+        scope=lambda d: {_action(d)["channel"]: dict(_action(d)["scope"])},
+        validate_action=validate_adjust_budget,
+        steps=(
+            Step(
+                id="update_channel_budget",
+                build=lambda d: budget_change(
+                    _action(d)["channel"], _action(d)["scope"], to_micros(_action(d)["amount"])
+                ),
+                compensation=Compensation(id="restore_channel_budget", build=invert_budget_change),
+                retry=BUDGET_RETRY,
+            ),
+        ),
+    )
+)
+
+pause_campaign = register(
+    Workflow(
+        id="pause_campaign",
+        version=1,
+        decision_type="pause_campaign",
+        description="Pause the campaigns of a channel in a scope.",
+        scope=lambda d: {_action(d)["channel"]: dict(_action(d)["scope"])},
+        validate_action=validate_pause,
+        steps=(
+            Step(
+                id="pause_channel_campaign",
+                build=lambda d: status_change(_action(d)["channel"], _action(d)["scope"], "paused"),
+                compensation=Compensation(
+                    id="resume_channel_campaign",
+                    build=lambda c: status_change(c.platform, c.target, "active"),
+                ),
+            ),
+        ),
+    )
+)

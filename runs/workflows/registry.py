@@ -1,0 +1,133 @@
+"""Workflow definitions and the registry that checks their action contracts.
+
+A definition is plain data and functions of the decision document: it imports nothing of
+the runner, so another durable engine can execute the same definitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from mutations.connectors import Change
+from runs.retry import RetryPolicy
+
+DecisionDoc = Mapping[str, Any]
+
+
+class WorkflowDefinitionError(Exception):
+    """A workflow that cannot be registered, with what to change."""
+
+
+class Reversibility(StrEnum):
+    REVERSIBLE = "reversible"
+    COMPENSATABLE = "compensatable"
+    IRREVERSIBLE = "irreversible"
+
+
+@dataclass(frozen=True)
+class Compensation:
+    """How to undo a step: build the inverse of the change that was applied."""
+
+    id: str
+    build: Callable[[Change], Change]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float = 10.0  # seconds a platform call may take
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    build: Callable[[DecisionDoc], Change]
+    compensation: Compensation | None = None
+    no_rollback_reason: str = ""
+    reversibility: Reversibility = Reversibility.COMPENSATABLE
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float = 10.0  # seconds a platform call may take
+
+
+@dataclass(frozen=True)
+class Workflow:
+    id: str
+    version: int
+    decision_type: str
+    steps: tuple[Step, ...]
+    scope: Callable[[DecisionDoc], dict[str, dict[str, Any]]]
+    validate_action: Callable[[Mapping[str, Any]], dict[str, str]]
+    description: str = ""
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(f"Workflow {self.id} v{self.version} has no step {step_id!r}.")
+
+    def contract(self, decision: DecisionDoc) -> dict[str, Any]:
+        """Return the action contract the policy gate evaluates."""
+        return {
+            "workflow_id": self.id,
+            "side_effect": bool(self.steps),
+            "compensation_declared": all(s.compensation for s in self.steps),
+            "rollback_supported": all(
+                s.reversibility != Reversibility.IRREVERSIBLE for s in self.steps
+            ),
+            "reversibility": _least_reversible(self.steps),
+            "platforms": sorted({s.build(decision).platform for s in self.steps}),
+        }
+
+
+def _least_reversible(steps: tuple[Step, ...]) -> str:
+    order = list(Reversibility)
+    return max((s.reversibility for s in steps), key=order.index, default="reversible")
+
+
+_REGISTRY: dict[tuple[str, int], Workflow] = {}
+
+
+def register(workflow: Workflow) -> Workflow:
+    """Add a workflow after checking that every step says how it is undone."""
+    if not workflow.steps:
+        raise WorkflowDefinitionError(f"Workflow {workflow.id} has no steps.")
+    seen: set[str] = set()
+    for step in workflow.steps:
+        if step.id in seen:
+            raise WorkflowDefinitionError(f"Workflow {workflow.id}: step id {step.id!r} repeats.")
+        seen.add(step.id)
+        if step.compensation is None and not step.no_rollback_reason:
+            raise WorkflowDefinitionError(
+                f"Workflow {workflow.id}: step {step.id!r} declares neither a compensation "
+                "nor a no_rollback_reason. Add one of them."
+            )
+        if step.compensation is not None and step.reversibility == Reversibility.IRREVERSIBLE:
+            raise WorkflowDefinitionError(
+                f"Workflow {workflow.id}: step {step.id!r} is irreversible but declares a "
+                "compensation; mark it compensatable or drop the compensation."
+            )
+    key = (workflow.id, workflow.version)
+    if key in _REGISTRY and _REGISTRY[key] is not workflow:
+        raise WorkflowDefinitionError(
+            f"Workflow {workflow.id} v{workflow.version} is already registered; "
+            "bump the version to change a definition."
+        )
+    _REGISTRY[key] = workflow
+    return workflow
+
+
+def unregister(workflow_id: str, version: int) -> None:
+    _REGISTRY.pop((workflow_id, version), None)
+
+
+def get_workflow(workflow_id: str, version: int) -> Workflow | None:
+    return _REGISTRY.get((workflow_id, version))
+
+
+def workflow_for(decision_type: str) -> Workflow | None:
+    """Return the newest workflow serving a decision type."""
+    matches = [w for w in _REGISTRY.values() if w.decision_type == decision_type]
+    return max(matches, key=lambda w: w.version, default=None)
+
+
+def decision_types() -> list[str]:
+    return sorted({w.decision_type for w in _REGISTRY.values()})
