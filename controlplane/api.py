@@ -77,28 +77,29 @@ def decision_detail(request: Request, decision_id: str) -> Response:
     return Response(decision_body(decision))
 
 
-def _required_decision_id(request: Request) -> str:
+def _queried_decision(request: Request) -> Decision:
+    """Return the decision named by ?decision_id=, which must be one of the user's org."""
     decision_id = request.query_params.get("decision_id")
     if not decision_id:
         raise ValidationError({"decision_id": ["This query parameter is required."]})
-    return decision_id
+    return selectors.get_decision(current_org(request.user), decision_id)
 
 
 @api_view(["GET"])
 def mutations(request: Request) -> Response:
     """The Mutation Log of one decision, in the order the changes were made."""
-    decision_id = _required_decision_id(request)
-    entries = selectors.mutations_for(current_org(request.user), decision_id)
+    decision = _queried_decision(request)
+    entries = selectors.mutations_for(decision.org, decision.id)
     data = MutationEntrySerializer(entries, many=True).data
-    return Response(query_result({"decision_id": decision_id}, list(data)))
+    return Response(query_result({"decision_id": decision.id}, list(data)))
 
 
 @api_view(["GET"])
 def events(request: Request) -> Response:
-    decision_id = _required_decision_id(request)
-    entries = selectors.events_for(current_org(request.user), decision_id)
+    decision = _queried_decision(request)
+    entries = selectors.events_for(decision.org, decision.id)
     data = RuntimeEventSerializer(entries, many=True).data
-    return Response(query_result({"decision_id": decision_id}, list(data)))
+    return Response(query_result({"decision_id": decision.id}, list(data)))
 
 
 @api_view(["GET"])

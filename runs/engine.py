@@ -49,6 +49,7 @@ class Action:
     retry: RetryPolicy
     timeout: float
     compensates: Mutation | None = None
+    skip_reason: str = ""  # a compensation that cannot run: why the step has none
 
 
 def scope_keys(scope: dict[str, dict[str, Any]]) -> list[str]:
@@ -95,6 +96,9 @@ class Engine:
         if action is None:
             self._finish(run, workflow, executions)
             return None
+        if action.skip_reason:
+            self._skip_compensation(run, action)
+            return None
         return self._attempt(run, action, executions.get((action.step_id, action.kind)))
 
     def _next_forward(
@@ -133,9 +137,6 @@ class Engine:
             if done is not None and done.status != StepExecution.Status.PENDING:
                 continue
             step = workflow.step(forward.step_id)
-            if step.compensation is None:
-                self._skip_compensation(run, forward, step.no_rollback_reason)
-                return self._next_compensation(run, workflow, self._reload(run))
             original: Mutation = forward.mutation
             applied_change = Change(
                 platform=original.platform,
@@ -143,6 +144,18 @@ class Engine:
                 payload=original.payload,
                 target=original.target,
             )
+            if step.compensation is None:
+                return Action(
+                    step_id=step.id,
+                    name=step.id,
+                    kind=Kind.COMPENSATION,
+                    position=forward.position,
+                    change=applied_change,
+                    retry=step.retry,
+                    timeout=step.timeout,
+                    compensates=original,
+                    skip_reason=step.no_rollback_reason,
+                )
             return Action(
                 step_id=step.id,
                 name=step.compensation.id,
@@ -154,9 +167,6 @@ class Engine:
                 compensates=original,
             )
         return None
-
-    def _reload(self, run: WorkflowRun) -> dict[tuple[str, str], Any]:
-        return {(e.step_id, e.kind): e for e in run.steps.select_related("mutation").all()}
 
     # ---- platform calls ------------------------------------------------------------------
 
@@ -375,20 +385,20 @@ class Engine:
         else:
             self._save_run(run, now, failed_step_id=action.name)
 
-    def _skip_compensation(self, run: WorkflowRun, forward: StepExecution, reason: str) -> None:
+    def _skip_compensation(self, run: WorkflowRun, action: Action) -> None:
         with transaction.atomic():
             now = timezone.now()
             StepExecution.objects.create(
                 run=run,
                 org_id=run.org_id,
-                step_id=forward.step_id,
-                name=forward.step_id,
+                step_id=action.step_id,
+                name=action.name,
                 kind=Kind.COMPENSATION,
-                position=forward.position,
-                idempotency_key=f"{run.idempotency_key}:{forward.step_id}:compensate",
+                position=action.position,
+                idempotency_key=self._key(run, action),
                 status=StepExecution.Status.SKIPPED,
-                skip_reason=reason,
-                compensates=forward.mutation,
+                skip_reason=action.skip_reason,
+                compensates=action.compensates,
                 started_at=now,
                 finished_at=now,
             )
@@ -396,9 +406,16 @@ class Engine:
             self._event(
                 run,
                 RuntimeEvent.Kind.COMPENSATION_SKIPPED,
-                delta_summary=f"{forward.step_id} has no compensation: {reason}",
-                payload={"step_id": forward.step_id, "reason": reason},
+                delta_summary=f"{action.step_id} has no compensation: {action.skip_reason}",
+                payload={"step_id": action.step_id, "reason": action.skip_reason},
             )
+        logger.info(
+            "run=%s trace=%s step=%s kind=compensation outcome=skipped reason=%r",
+            run.run_id,
+            run.trace_id,
+            action.step_id,
+            action.skip_reason,
+        )
 
     # ---- run state -----------------------------------------------------------------------
 

@@ -1,12 +1,24 @@
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 
-from controlplane.models import Membership, Organization, Role, ServiceAccount, Workspace
-from controlplane.services import POLICY_DIR, activate_policy
+from controlplane.models import (
+    Decision,
+    Membership,
+    Organization,
+    Role,
+    ServiceAccount,
+    Workspace,
+)
+from controlplane.serializers import DecisionInSerializer
+from controlplane.services import POLICY_DIR, activate_policy, submit_decision
+from mutations.ids import new_id
 from mutations.models import SandboxCampaign
+from runs.runner import Worker
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -19,6 +31,7 @@ def load_fixture(name: str) -> Any:
 def _no_retry_sleep(settings: Any) -> None:
     settings.BACKSTOP_RETRY_DELAY_SCALE = 0
     settings.BACKSTOP_RUNNER_POLL_SECONDS = 0.01
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -59,3 +72,43 @@ def member(django_user_model: Any, workspace: Workspace) -> Any:
         return user
 
     return make
+
+
+def command(name: str, *args: Any, **options: Any) -> str:
+    """Run a management command as a user would and return what it printed."""
+    out = io.StringIO()
+    call_command(name, *args, stdout=out, stderr=out, **options)
+    return out.getvalue()
+
+
+def drain() -> int:
+    """Run a real runner in this process until no run is left to execute."""
+    return Worker().run(until_idle=True)
+
+
+def submit(agent: ServiceAccount, document: dict[str, Any]) -> Decision:
+    serializer = DecisionInSerializer(data=document)
+    serializer.is_valid(raise_exception=True)
+    return submit_decision(
+        workspace=agent.workspace, document=document, requested_by=agent.actor, surface="test"
+    ).decision
+
+
+def rebalance(
+    decision_id: str | None = None,
+    *,
+    source: str = "meta",
+    target: str = "google",
+    amount: float = 800,
+    confidence: float = 0.74,
+) -> dict[str, Any]:
+    """Return a rebalance_spend decision like the seed's, with its own id."""
+    document = load_fixture("seed_decision.json")
+    document["id"] = decision_id or new_id("dec")
+    document["confidence"] = confidence
+    document["action"].update(source_channel=source, target_channel=target, amount=amount)
+    return document
+
+
+def budget(org: Organization, platform: str) -> int:
+    return SandboxCampaign.objects.get(org=org, platform=platform).daily_budget_micros
