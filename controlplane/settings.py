@@ -76,6 +76,7 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(exist_ok=True)
     # WAL lets the web server read while the runner writes; IMMEDIATE avoids
     # deadlocking upgrades from read to write locks.
     DATABASES["default"]["OPTIONS"] = {

@@ -1,20 +1,19 @@
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from psycopg import sql
 
-from controlplane.settings import VAR_DIR
-
 
 class Command(BaseCommand):
-    help = "Create the configured database if it does not exist (PostgreSQL), or var/ (SQLite)."
+    help = "Create the configured PostgreSQL database if it does not exist."
+    # The checks would connect to the very database that may not exist yet.
+    requires_system_checks: ClassVar[list[str]] = []
 
     def handle(self, *args: Any, **options: Any) -> None:
         db = settings.DATABASES["default"]
         if db["ENGINE"] != "django.db.backends.postgresql":
-            VAR_DIR.mkdir(exist_ok=True)
             return
         params: dict[str, Any] = {
             "host": db.get("HOST") or None,
