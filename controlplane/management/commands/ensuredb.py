@@ -1,4 +1,4 @@
-from typing import Any, ClassVar
+from typing import Any
 
 import psycopg
 from django.conf import settings
@@ -9,7 +9,7 @@ from psycopg import sql
 class Command(BaseCommand):
     help = "Create the configured PostgreSQL database if it does not exist."
     # The checks would connect to the very database that may not exist yet.
-    requires_system_checks: ClassVar[list[str]] = []
+    requires_system_checks = ()
 
     def handle(self, *args: Any, **options: Any) -> None:
         db = settings.DATABASES["default"]
