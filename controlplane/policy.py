@@ -29,13 +29,26 @@ OPERATORS = NUMERIC_OPERATORS | LIST_OPERATORS | {"exists"}
 # The inputs a rule may test; any `action.<field>` is allowed too.
 INPUT_KEYS = frozenset(
     {
-        "id", "type", "priority", "confidence", "summary", "reasoning", "auto_executable",
-        "computed_at", "policy_version", "requested_by",
-        "env", "approval_present",
-        "workflow_id", "side_effect", "compensation_declared", "rollback_supported",
-        "reversibility", "platforms",
+        "id",
+        "type",
+        "priority",
+        "confidence",
+        "summary",
+        "reasoning",
+        "auto_executable",
+        "computed_at",
+        "policy_version",
+        "requested_by",
+        "env",
+        "approval_present",
+        "workflow_id",
+        "side_effect",
+        "compensation_declared",
+        "rollback_supported",
+        "reversibility",
+        "platforms",
     }
-)  # fmt: skip
+)
 TOP_LEVEL_KEYS = frozenset({"version", "default", "description", "rules"})
 RULE_KEYS = frozenset({"id", "when", "decision", "description"})
 

@@ -129,4 +129,10 @@ LOGGING = {
 
 # Runner tunables. Tests set the delay scale to 0 so that retries do not sleep.
 BACKSTOP_RETRY_DELAY_SCALE = float(os.environ.get("BACKSTOP_RETRY_DELAY_SCALE", "1"))
-BACKSTOP_RUNNER_POLL_SECONDS = float(os.environ.get("BACKSTOP_RUNNER_POLL_SECONDS", "0.5"))
+BACKSTOP_RUNNER_POLL_SECONDS = float(os.environ.get("BACKSTOP_RUNNER_POLL_SECONDS", "1"))
+BACKSTOP_LEASE_SECONDS = float(os.environ.get("BACKSTOP_LEASE_SECONDS", "30"))
+BACKSTOP_ROLLBACK_LOCK_SECONDS = float(os.environ.get("BACKSTOP_ROLLBACK_LOCK_SECONDS", "120"))
+# Crash points for reliability tests (runs/crashpoints.py); never honoured in production.
+BACKSTOP_TEST_CRASH_AT = (
+    "" if BACKSTOP_ENV == "production" else os.environ.get("BACKSTOP_TEST_CRASH_AT", "")
+)

@@ -1,226 +1,137 @@
-"""Executing a claimed run step by step, and undoing it when a step fails for good.
+"""The built-in durable engine: drive claimed runs step by step, and undo them when a step
+fails for good.
 
-Each platform call happens outside any transaction with the step's stable idempotency
-key; its outcome (mutation row, step state, run state, event) is then recorded in one
-transaction that only succeeds while this runner still holds the run's lease.
+A platform call happens outside any transaction, with the step's stable idempotency key.
+Its outcome (mutation row, step state, run state, event, and the run's end when that was
+the last thing to do) is then recorded in one transaction that only commits while this
+runner still holds the run's lease (fencing). A run's state is kept in memory between
+steps: nobody else may write it while we hold the lease.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from mutations.connectors import Change, PlatformError, TransientError, get_connector
-from mutations.hashing import canonical_json, snapshot_scope, state_hash
+from mutations.connectors import PlatformError, TransientError, get_connector
+from mutations.hashing import snapshot_scope, state_hash
 from mutations.models import Mutation, RuntimeEvent
 from mutations.services import DECISION_RUNTIME, record_event
+from runs import saga
+from runs.crashpoints import crash_point
 from runs.exceptions import LeaseLost
 from runs.models import RunStatus, ScopeLock, StepExecution, WorkflowRun
-from runs.retry import RetryPolicy
-from runs.workflows import Workflow, get_workflow
+from runs.saga import Action, Finish
+from runs.workflows import Workflow
 
 logger = logging.getLogger("runs.engine")
 
-LEASE_SECONDS = 30
-MISSING_WORKFLOW_RECHECK_SECONDS = 60
-SCOPE_WAIT_SECONDS = 0.5
-WORKFLOW_COMPLETE = "workflow_complete"
-COMPENSATION_COMPLETE = "compensation_complete"
-COMPENSATION_INCOMPLETE = "compensation_incomplete"
-COMPENSATION_REASON = "downstream_step_failure"
-
-Kind = StepExecution.Kind
+DOWNSTREAM_FAILURE = "downstream_step_failure"
+OPERATOR_RETRY = "operator_retry"
 
 
-@dataclass(frozen=True)
-class Action:
-    """One platform call the run needs next: a forward step or a compensation."""
-
-    step_id: str  # the forward step, for both kinds
-    name: str  # the forward step's or the compensation's id
-    kind: str
-    position: int
-    change: Change
-    retry: RetryPolicy
-    timeout: float
-    compensates: Mutation | None = None
-    skip_reason: str = ""  # a compensation that cannot run: why the step has none
+def lease_seconds() -> timedelta:
+    return timedelta(seconds=settings.BACKSTOP_LEASE_SECONDS)
 
 
-def scope_keys(scope: dict[str, dict[str, Any]]) -> list[str]:
-    """Return one lock key per platform object of a run's scope."""
-    return sorted(f"{platform}:{canonical_json(target)}" for platform, target in scope.items())
+def rollback_lock_seconds() -> timedelta:
+    return timedelta(seconds=settings.BACKSTOP_ROLLBACK_LOCK_SECONDS)
+
+
+@dataclass
+class RunState:
+    """A claimed run with its step records, as this runner knows them."""
+
+    run: WorkflowRun
+    workflow: Workflow
+    records: dict[tuple[str, str], StepExecution] = field(default_factory=dict)
+
+    def next_move(self) -> Action | Finish:
+        return saga.next_move(
+            self.workflow,
+            self.run.input,
+            compensating=self.run.status == RunStatus.COMPENSATING,
+            failed_step_id=self.run.failed_step_id,
+            records=self.records,
+        )
 
 
 class Engine:
     def __init__(self, *, worker_id: str) -> None:
         self.worker_id = worker_id
 
-    def drive(self, run_id: str) -> datetime | None:
-        """Advance a claimed run until it ends or must wait; return when it is due again."""
-        while True:
-            run = WorkflowRun.objects.get(pk=run_id)
-            if run.leased_by != self.worker_id or run.is_terminal:
-                return None
-            workflow = get_workflow(run.workflow_id, run.workflow_version)
-            if workflow is None:
-                logger.warning(
-                    "run=%s trace=%s workflow %s v%s is not registered in this runner; "
-                    "leaving the run for a runner that has it",
-                    run.run_id,
-                    run.trace_id,
-                    run.workflow_id,
-                    run.workflow_version,
-                )
-                return timezone.now() + timedelta(seconds=MISSING_WORKFLOW_RECHECK_SECONDS)
-            wake_at = self._tick(run, workflow)
-            if wake_at is not None:
-                return wake_at
+    def drive(self, state: RunState, *, stopping: Callable[[], bool] = lambda: False) -> bool:
+        """Advance a claimed run until it ends, must wait, or the runner stops.
 
-    # ---- one unit of progress ------------------------------------------------------------
-
-    def _tick(self, run: WorkflowRun, workflow: Workflow) -> datetime | None:
-        if run.status == RunStatus.PENDING:
-            return self._start(run, workflow)
-        executions = {(e.step_id, e.kind): e for e in run.steps.select_related("mutation").all()}
-        if run.status == RunStatus.RUNNING:
-            # A first step that failed for good leaves nothing to undo: the run just ends.
-            action = None if run.failed_step_id else self._next_forward(run, workflow, executions)
-        else:
-            action = self._next_compensation(run, workflow, executions)
-        if action is None:
-            self._finish(run, workflow, executions)
-            return None
-        if action.skip_reason:
-            self._skip_compensation(run, action)
-            return None
-        return self._attempt(run, action, executions.get((action.step_id, action.kind)))
-
-    def _next_forward(
-        self, run: WorkflowRun, workflow: Workflow, executions: dict[tuple[str, str], Any]
-    ) -> Action | None:
-        for position, step in enumerate(workflow.steps):
-            execution = executions.get((step.id, Kind.FORWARD))
-            if execution is not None and execution.status == StepExecution.Status.SUCCEEDED:
+        Return True when the run was handed back (finished or waiting), False when it is
+        still leased to this runner and must be released.
+        """
+        while not stopping():
+            move = state.next_move()
+            if isinstance(move, Finish):  # only after a crash between the last record and here
+                with transaction.atomic():
+                    self._finish(state, move, timezone.now())
+                return True
+            if move.skip_reason:
+                if self._skip_compensation(state, move):
+                    return True
                 continue
-            return Action(
-                step_id=step.id,
-                name=step.id,
-                kind=Kind.FORWARD,
-                position=position,
-                change=step.build(run.input),
-                retry=step.retry,
-                timeout=step.timeout,
-            )
-        return None
-
-    def _next_compensation(
-        self, run: WorkflowRun, workflow: Workflow, executions: dict[tuple[str, str], Any]
-    ) -> Action | None:
-        """Return the compensation of the latest applied step not yet undone (LIFO)."""
-        applied = sorted(
-            (
-                e
-                for e in executions.values()
-                if e.kind == Kind.FORWARD and e.status == StepExecution.Status.SUCCEEDED
-            ),
-            key=lambda e: e.position,
-            reverse=True,
-        )
-        for forward in applied:
-            done = executions.get((forward.step_id, Kind.COMPENSATION))
-            if done is not None and done.status != StepExecution.Status.PENDING:
-                continue
-            step = workflow.step(forward.step_id)
-            original: Mutation = forward.mutation
-            applied_change = Change(
-                platform=original.platform,
-                mutation_type=original.mutation_type,
-                payload=original.payload,
-                target=original.target,
-            )
-            if step.compensation is None:
-                return Action(
-                    step_id=step.id,
-                    name=step.id,
-                    kind=Kind.COMPENSATION,
-                    position=forward.position,
-                    change=applied_change,
-                    retry=step.retry,
-                    timeout=step.timeout,
-                    compensates=original,
-                    skip_reason=step.no_rollback_reason,
-                )
-            return Action(
-                step_id=step.id,
-                name=step.compensation.id,
-                kind=Kind.COMPENSATION,
-                position=forward.position,
-                change=step.compensation.build(applied_change),
-                retry=step.compensation.retry,
-                timeout=step.compensation.timeout,
-                compensates=original,
-            )
-        return None
+            if self._attempt(state, move):
+                return True
+        return False
 
     # ---- platform calls ------------------------------------------------------------------
 
-    def _attempt(
-        self, run: WorkflowRun, action: Action, execution: StepExecution | None
-    ) -> datetime | None:
+    def _attempt(self, state: RunState, action: Action) -> bool:
+        """Make one attempt of an action; return True when the run was handed back."""
+        run = state.run
+        execution = state.records.get((action.step_id, action.kind))
         started_at = timezone.now()
         due = execution.next_attempt_at if execution is not None else None
         if due is not None and due > started_at:
-            return due
+            self._release(state, due)
+            return True
         attempt = (execution.attempts if execution else 0) + 1
-        key = self._key(run, action)
+        key = run.idempotency_key + action.idempotency_suffix
+        crash_point("before_platform_call")
         try:
             result = get_connector(action.change.platform).apply(
-                org_id=run.org_id,
-                idempotency_key=key,
-                change=action.change,
-                timeout=action.timeout,
+                org_id=run.org_id, idempotency_key=key, change=action.change, timeout=action.timeout
             )
         except PlatformError as error:
-            return self._record_failure(run, action, execution, key, attempt, started_at, error)
+            crash_point("after_platform_call")
+            return self._record_failure(state, action, key, attempt, started_at, error)
         except Exception as exc:  # an unclassified failure is treated as transient
             logger.exception("run=%s step=%s unexpected connector error", run.run_id, action.name)
             unclassified = TransientError(f"{type(exc).__name__}: {exc}")
-            return self._record_failure(
-                run, action, execution, key, attempt, started_at, unclassified
-            )
-        self._record_success(run, action, execution, key, attempt, started_at, result)
-        return None
-
-    @staticmethod
-    def _key(run: WorkflowRun, action: Action) -> str:
-        suffix = ":compensate" if action.kind == Kind.COMPENSATION else ""
-        return f"{run.idempotency_key}:{action.step_id}{suffix}"
+            return self._record_failure(state, action, key, attempt, started_at, unclassified)
+        crash_point("after_platform_call")
+        return self._record_success(state, action, key, attempt, started_at, result)
 
     def _record_success(
         self,
-        run: WorkflowRun,
+        state: RunState,
         action: Action,
-        execution: StepExecution | None,
         key: str,
         attempt: int,
         started_at: datetime,
         result: dict[str, Any],
-    ) -> None:
+    ) -> bool:
+        run = state.run
         with transaction.atomic():
             now = timezone.now()
-            mutation = self._append_mutation(
-                run, action, key, started_at, result=result, error_message=None
-            )
+            mutation = self._append_mutation(run, action, key, started_at, result, None)
             self._save_execution(
-                run,
+                state,
                 action,
-                execution,
                 key,
                 started_at,
                 status=StepExecution.Status.SUCCEEDED,
@@ -229,8 +140,7 @@ class Engine:
                 next_attempt_at=None,
                 finished_at=now,
             )
-            self._save_run(run, now, current_step_id=action.name)
-            compensation = action.kind == Kind.COMPENSATION
+            compensation = action.kind == saga.COMPENSATION
             self._event(
                 run,
                 RuntimeEvent.Kind.COMPENSATION_APPLIED
@@ -243,12 +153,13 @@ class Engine:
                     "mutation_id": mutation.mutation_id,
                     "idempotency_key": key,
                     **(
-                        {"compensates_mutation_id": action.compensates.mutation_id}
-                        if action.compensates
+                        {"compensates_mutation_id": action.compensates_mutation_id}
+                        if compensation
                         else {}
                     ),
                 },
             )
+            done = self._continue_or_finish(state, now, current_step_id=action.name)
         logger.info(
             "run=%s trace=%s step=%s kind=%s attempt=%d outcome=applied mutation=%s",
             run.run_id,
@@ -258,17 +169,20 @@ class Engine:
             attempt,
             mutation.mutation_id,
         )
+        self._after_record(action)
+        return done
 
     def _record_failure(
         self,
-        run: WorkflowRun,
+        state: RunState,
         action: Action,
-        execution: StepExecution | None,
         key: str,
         attempt: int,
         started_at: datetime,
         error: PlatformError,
-    ) -> datetime | None:
+    ) -> bool:
+        run = state.run
+        execution = state.records.get((action.step_id, action.kind))
         now = timezone.now()
         history = [
             *(execution.errors if execution else []),
@@ -279,16 +193,17 @@ class Engine:
                 "at": now.isoformat(),
             },
         ]
-        retry = error.retryable and attempt < action.retry.max_attempts
+        first_try = execution.started_at if execution and execution.started_at else started_at
+        in_window = action.window is None or (now - first_try).total_seconds() < action.window
+        retry = error.retryable and attempt < action.retry.max_attempts and in_window
         with transaction.atomic():
             if retry:
                 wake_at = now + timedelta(
                     seconds=action.retry.delay(attempt, retry_after=error.retry_after)
                 )
                 self._save_execution(
-                    run,
+                    state,
                     action,
-                    execution,
                     key,
                     started_at,
                     attempts=attempt,
@@ -296,7 +211,6 @@ class Engine:
                     errors=history,
                     next_attempt_at=wake_at,
                 )
-                self._save_run(run, now, current_step_id=action.name, next_wake_at=wake_at)
                 self._event(
                     run,
                     RuntimeEvent.Kind.STEP_RETRY_SCHEDULED,
@@ -310,15 +224,21 @@ class Engine:
                         "next_attempt_at": wake_at.isoformat(),
                     },
                 )
-            else:
-                wake_at = None
-                mutation = self._append_mutation(
-                    run, action, key, started_at, result=None, error_message=error.message
+                # Hand the run back until the retry is due, so any runner may take it then.
+                self._save_run(
+                    state,
+                    now,
+                    current_step_id=action.name,
+                    next_wake_at=wake_at,
+                    leased_by="",
+                    lease_expires_at=None,
                 )
+                done = True
+            else:
+                mutation = self._append_mutation(run, action, key, started_at, None, error.message)
                 self._save_execution(
-                    run,
+                    state,
                     action,
-                    execution,
                     key,
                     started_at,
                     status=StepExecution.Status.FAILED,
@@ -329,21 +249,22 @@ class Engine:
                     next_attempt_at=None,
                     finished_at=now,
                 )
-                if action.kind == Kind.FORWARD:
-                    self._fail_forward(run, action, error, now)
+                if action.kind == saga.FORWARD:
+                    done = self._fail_forward(state, action, error, now)
                 else:
-                    self._save_run(run, now)
                     self._event(
                         run,
                         RuntimeEvent.Kind.COMPENSATION_FAILED,
                         delta_summary=f"{action.name} could not undo "
-                        f"{action.compensates.mutation_id if action.compensates else '?'}",
+                        f"{action.compensates_mutation_id} ({error.kind})",
                         payload={
                             "step_id": action.name,
                             "attempts": attempt,
                             "error": error.message,
+                            "compensates_mutation_id": action.compensates_mutation_id,
                         },
                     )
+                    done = self._continue_or_finish(state, now, current_step_id=action.name)
         logger.info(
             "run=%s trace=%s step=%s kind=%s attempt=%d outcome=%s error=%r",
             run.run_id,
@@ -354,61 +275,77 @@ class Engine:
             "retry_scheduled" if retry else "failed",
             error.message,
         )
-        return wake_at
+        self._after_record(action)
+        return done
+
+    def _after_record(self, action: Action) -> None:
+        crash_point("after_record")
+        if action.kind == saga.COMPENSATION:
+            crash_point("between_compensations")
 
     def _fail_forward(
-        self, run: WorkflowRun, action: Action, error: PlatformError, now: datetime
-    ) -> None:
+        self, state: RunState, action: Action, error: PlatformError, now: datetime
+    ) -> bool:
+        run = state.run
         self._event(
             run,
             RuntimeEvent.Kind.STEP_FAILED,
             delta_summary=f"{action.name} failed for good ({error.kind})",
             payload={"step_id": action.name, "error": error.message, "error_kind": error.kind},
         )
-        applied = run.steps.filter(
-            kind=Kind.FORWARD, status=StepExecution.Status.SUCCEEDED
-        ).exists()
-        if applied:
-            self._save_run(
-                run,
-                now,
-                status=RunStatus.COMPENSATING,
-                failed_step_id=action.name,
-                current_step_id=action.name,
+        applied = any(
+            r.kind == saga.FORWARD and r.status == StepExecution.Status.SUCCEEDED
+            for r in state.records.values()
+        )
+        if not applied:
+            run.failed_step_id = action.name
+            self._finish(
+                state, Finish(RunStatus.FAILED, action.name), now, failed_step_id=action.name
             )
-            self._event(
-                run,
-                RuntimeEvent.Kind.ROLLBACK_STARTED,
-                delta_summary=f"Undoing earlier steps in reverse order after {action.name} failed",
-                payload={"failed_step_id": action.name, "rollback_mode": "lifo_stack"},
-            )
-        else:
-            self._save_run(run, now, failed_step_id=action.name)
+            return True
+        self._save_run(
+            state,
+            now,
+            status=RunStatus.COMPENSATING,
+            failed_step_id=action.name,
+            current_step_id=action.name,
+            rollback_reason=DOWNSTREAM_FAILURE,
+            rollback_started_at=now,
+            rollback_lock_holder=self.worker_id,
+            rollback_lock_expires_at=now + rollback_lock_seconds(),
+        )
+        self._event(
+            run,
+            RuntimeEvent.Kind.ROLLBACK_STARTED,
+            delta_summary=f"Undoing earlier steps in reverse order after {action.name} failed",
+            payload={"failed_step_id": action.name, "rollback_mode": "lifo_stack"},
+        )
+        return False
 
-    def _skip_compensation(self, run: WorkflowRun, action: Action) -> None:
+    def _skip_compensation(self, state: RunState, action: Action) -> bool:
+        run = state.run
         with transaction.atomic():
             now = timezone.now()
-            StepExecution.objects.create(
-                run=run,
-                org_id=run.org_id,
-                step_id=action.step_id,
-                name=action.name,
-                kind=Kind.COMPENSATION,
-                position=action.position,
-                idempotency_key=self._key(run, action),
+            self._save_execution(
+                state,
+                action,
+                run.idempotency_key + action.idempotency_suffix,
+                now,
                 status=StepExecution.Status.SKIPPED,
                 skip_reason=action.skip_reason,
-                compensates=action.compensates,
-                started_at=now,
                 finished_at=now,
             )
-            self._save_run(run, now)
             self._event(
                 run,
                 RuntimeEvent.Kind.COMPENSATION_SKIPPED,
                 delta_summary=f"{action.step_id} has no compensation: {action.skip_reason}",
-                payload={"step_id": action.step_id, "reason": action.skip_reason},
+                payload={
+                    "step_id": action.step_id,
+                    "reason": action.skip_reason,
+                    "compensates_mutation_id": action.compensates_mutation_id,
+                },
             )
+            done = self._continue_or_finish(state, now, current_step_id=action.step_id)
         logger.info(
             "run=%s trace=%s step=%s kind=compensation outcome=skipped reason=%r",
             run.run_id,
@@ -416,155 +353,116 @@ class Engine:
             action.step_id,
             action.skip_reason,
         )
+        return done
 
     # ---- run state -----------------------------------------------------------------------
 
-    def _start(self, run: WorkflowRun, workflow: Workflow) -> datetime | None:
-        """Take the run's scope and its before-hash; wait while another run holds the scope."""
-        keys = scope_keys(run.scope)
-        try:
-            with transaction.atomic():
-                now = timezone.now()
-                held = set(ScopeLock.objects.filter(run=run).values_list("key", flat=True))
-                ScopeLock.objects.bulk_create(
-                    ScopeLock(org_id=run.org_id, key=key, run=run, acquired_at=now)
-                    for key in keys
-                    if key not in held
-                )
-                before = state_hash(snapshot_scope(org_id=run.org_id, scope=run.scope))
-                self._save_run(
-                    run,
-                    now,
-                    status=RunStatus.RUNNING,
-                    before_state_hash=before,
-                    current_step_id=workflow.steps[0].id,
-                )
-                self._event(
-                    run,
-                    RuntimeEvent.Kind.RUN_STARTED,
-                    before_state_hash=before,
-                    delta_summary=f"{workflow.id} v{workflow.version} started",
-                    payload={
-                        "workflow_run_id": run.run_id,
-                        "workflow_id": workflow.id,
-                        "workflow_version": workflow.version,
-                        "idempotency_key": run.idempotency_key,
-                    },
-                )
-        except IntegrityError:
-            holders = ScopeLock.objects.filter(org_id=run.org_id, key__in=keys).values_list(
-                "run_id", flat=True
-            )
-            logger.debug(
-                "run=%s trace=%s waiting for the scope held by %s",
-                run.run_id,
-                run.trace_id,
-                ", ".join(sorted(set(holders))),
-            )
-            return timezone.now() + timedelta(seconds=SCOPE_WAIT_SECONDS)
-        logger.info("run=%s trace=%s started %s", run.run_id, run.trace_id, workflow.id)
-        return None
+    def _continue_or_finish(self, state: RunState, now: datetime, **fields: Any) -> bool:
+        """Finish the run in this transaction when nothing is left, else save its progress."""
+        move = state.next_move()
+        if isinstance(move, Finish):
+            self._finish(state, move, now)
+            return True
+        self._save_run(state, now, **fields)
+        return False
 
-    def _finish(
-        self, run: WorkflowRun, workflow: Workflow, executions: dict[tuple[str, str], Any]
-    ) -> None:
-        compensations = [e for e in executions.values() if e.kind == Kind.COMPENSATION]
-        undone = [e.compensates_id for e in compensations if e.status == "succeeded"]
-        if run.status == RunStatus.RUNNING and not run.failed_step_id:
-            status, current = RunStatus.COMPLETED, WORKFLOW_COMPLETE
-        elif run.status == RunStatus.RUNNING:
-            status, current = RunStatus.FAILED, run.failed_step_id or ""
-        elif all(e.status == StepExecution.Status.SUCCEEDED for e in compensations):
-            status, current = RunStatus.COMPENSATED, COMPENSATION_COMPLETE
-        else:
-            status, current = RunStatus.COMPENSATION_FAILED, COMPENSATION_INCOMPLETE
+    def _finish(self, state: RunState, finish: Finish, now: datetime, **fields: Any) -> None:
+        run = state.run
+        compensations = [r for r in state.records.values() if r.kind == saga.COMPENSATION]
+        undone = [r.compensates_id for r in compensations if r.status == "succeeded"]
         after = state_hash(snapshot_scope(org_id=run.org_id, scope=run.scope))
-        with transaction.atomic():
-            now = timezone.now()
-            self._save_run(
-                run,
-                now,
-                status=status,
-                current_step_id=current,
-                after_state_hash=after,
-                finished_at=now,
-                leased_by="",
-                lease_expires_at=None,
-            )
-            ScopeLock.objects.filter(run=run).delete()
-            self._event(
-                run,
-                RuntimeEvent.Kind.RUN_FINISHED,
-                before_state_hash=run.before_state_hash,
-                after_state_hash=after,
-                delta_summary=self._summary(run, status, executions, compensations),
-                payload={
-                    "workflow_run_id": run.run_id,
-                    "terminal_status": status,
-                    "failed_step_id": run.failed_step_id,
-                    "compensated_mutations": undone,
-                },
-            )
-        logger.info("run=%s trace=%s finished status=%s", run.run_id, run.trace_id, status)
+        self._save_run(
+            state,
+            now,
+            status=finish.status,
+            current_step_id=finish.current_step_id,
+            after_state_hash=after,
+            finished_at=now,
+            leased_by="",
+            lease_expires_at=None,
+            holds_scope=False,
+            rollback_lock_holder="",
+            rollback_lock_expires_at=None,
+            **fields,
+        )
+        ScopeLock.objects.filter(run=run).delete()
+        self._event(
+            run,
+            RuntimeEvent.Kind.RUN_FINISHED,
+            before_state_hash=run.before_state_hash,
+            after_state_hash=after,
+            delta_summary=self._summary(state, finish.status, compensations),
+            payload={
+                "workflow_run_id": run.run_id,
+                "terminal_status": finish.status,
+                "failed_step_id": run.failed_step_id,
+                "compensated_mutations": undone,
+            },
+        )
+        logger.info("run=%s trace=%s finished status=%s", run.run_id, run.trace_id, finish.status)
 
-    def _summary(
-        self,
-        run: WorkflowRun,
-        status: str,
-        executions: dict[tuple[str, str], Any],
-        compensations: list[StepExecution],
-    ) -> str:
+    def _summary(self, state: RunState, status: str, compensations: list[StepExecution]) -> str:
+        run = state.run
         if status == RunStatus.COMPLETED:
-            return f"Workflow completed: {len(executions)} step(s) applied"
-        failed = executions.get((run.failed_step_id or "", Kind.FORWARD))
+            return f"Workflow completed: {len(state.records)} step(s) applied"
+        failed = state.records.get((run.failed_step_id or "", saga.FORWARD))
         cause = ""
         if failed is not None and failed.mutation is not None:
             api = get_connector(failed.mutation.platform).api_name
             kind = failed.errors[-1]["kind"] if failed.errors else "error"
             cause = f" ({api} {kind})"
         if status == RunStatus.COMPENSATED:
+            if run.rollback_reason == OPERATOR_RETRY:
+                return f"Workflow compensated after an operator retried the rollback{cause}"
             return f"Workflow compensated after downstream step failure{cause}"
         if status == RunStatus.FAILED:
             return f"Workflow failed at {run.failed_step_id}{cause}; nothing to undo"
-        left = [e.name for e in compensations if e.status != StepExecution.Status.SUCCEEDED]
+        left = [r.name for r in compensations if r.status != StepExecution.Status.SUCCEEDED]
         return (
             f"Compensation incomplete after step failure{cause}: "
             f"{', '.join(left)} left for a person"
         )
 
-    # ---- writes (call inside a transaction) ----------------------------------------------
+    def _release(self, state: RunState, wake_at: datetime) -> None:
+        self._save_run(
+            state, timezone.now(), next_wake_at=wake_at, leased_by="", lease_expires_at=None
+        )
 
-    def _save_run(self, run: WorkflowRun, now: datetime, **fields: Any) -> None:
-        """Update the run only while this runner holds its lease (fencing)."""
-        fields.setdefault("lease_expires_at", now + timedelta(seconds=LEASE_SECONDS))
+    # ---- writes (inside a transaction) ---------------------------------------------------
+
+    def _save_run(self, state: RunState, now: datetime, **fields: Any) -> None:
+        """Update the run only while this runner holds its lease (and, while compensating,
+        its rollback lock)."""
+        run = state.run
+        fields.setdefault("lease_expires_at", now + lease_seconds())
         fields["updated_at"] = now
-        if not WorkflowRun.objects.filter(pk=run.pk, leased_by=self.worker_id).update(**fields):
+        guard = Q(pk=run.pk, leased_by=self.worker_id)
+        if run.status == RunStatus.COMPENSATING:
+            guard &= Q(rollback_lock_holder=self.worker_id)
+            fields.setdefault("rollback_lock_expires_at", now + rollback_lock_seconds())
+        if not WorkflowRun.objects.filter(guard).update(**fields):
             raise LeaseLost(f"Runner {self.worker_id} lost the lease of {run.run_id}.")
         for name, value in fields.items():
             setattr(run, name, value)
 
     def _save_execution(
-        self,
-        run: WorkflowRun,
-        action: Action,
-        execution: StepExecution | None,
-        key: str,
-        started_at: datetime,
-        **fields: Any,
+        self, state: RunState, action: Action, key: str, started_at: datetime, **fields: Any
     ) -> None:
+        execution = state.records.get((action.step_id, action.kind))
         if execution is None:
-            StepExecution.objects.create(
-                run=run,
-                org_id=run.org_id,
+            execution = StepExecution.objects.create(
+                run=state.run,
+                org_id=state.run.org_id,
                 step_id=action.step_id,
                 name=action.name,
                 kind=action.kind,
                 position=action.position,
                 idempotency_key=key,
-                compensates=action.compensates,
+                compensates_id=action.compensates_mutation_id,
                 started_at=started_at,
                 **fields,
             )
+            state.records[(action.step_id, action.kind)] = execution
             return
         for name, value in fields.items():
             setattr(execution, name, value)
@@ -576,14 +474,13 @@ class Engine:
         action: Action,
         key: str,
         started_at: datetime,
-        *,
         result: dict[str, Any] | None,
         error_message: str | None,
     ) -> Mutation:
         payload = dict(action.change.payload)
-        if action.compensates is not None:
-            payload["compensates_mutation_id"] = action.compensates.mutation_id
-            payload["compensation_reason"] = COMPENSATION_REASON
+        if action.kind == saga.COMPENSATION:
+            payload["compensates_mutation_id"] = action.compensates_mutation_id
+            payload["compensation_reason"] = run.rollback_reason or DOWNSTREAM_FAILURE
             status = (
                 Mutation.Status.ROLLED_BACK if error_message is None else Mutation.Status.FAILED
             )
@@ -604,7 +501,7 @@ class Engine:
             result=result,
             status=status,
             actor_type=actor,
-            compensates=action.compensates,
+            compensates_id=action.compensates_mutation_id,
             created_at=started_at,
             error_message=error_message,
         )

@@ -8,6 +8,7 @@ from typing import ClassVar
 from django.db import models
 from django.db.models import Q
 
+from mutations.connectors import Change
 from mutations.ids import new_id
 
 
@@ -80,6 +81,12 @@ class WorkflowRun(models.Model):
     next_wake_at = models.DateTimeField()
     leased_by = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True)
+    holds_scope = models.BooleanField(default=False)
+    rollback_reason = models.CharField(max_length=50, blank=True)
+    rollback_requested_by = models.CharField(max_length=150, blank=True)
+    rollback_lock_holder = models.CharField(max_length=100, blank=True)
+    rollback_lock_expires_at = models.DateTimeField(null=True)
+    rollback_started_at = models.DateTimeField(null=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True)
@@ -149,6 +156,20 @@ class StepExecution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id} {self.name}"
+
+    @property
+    def applied_change(self) -> Change | None:
+        """Return the change this step applied, which its compensation inverts."""
+        if self.status != self.Status.SUCCEEDED or self.mutation is None:
+            return None
+        m = self.mutation
+        return Change(
+            platform=m.platform, mutation_type=m.mutation_type, payload=m.payload, target=m.target
+        )
+
+    @property
+    def applied_mutation_id(self) -> str | None:
+        return self.mutation_id if self.status == self.Status.SUCCEEDED else None
 
 
 class ScopeLock(models.Model):

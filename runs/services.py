@@ -7,6 +7,7 @@ from typing import Any
 from django.utils import timezone
 
 from runs.models import RunStatus, WorkflowRun
+from runs.wakeup import notify_runners
 from runs.workflows import Workflow
 
 
@@ -26,6 +27,8 @@ def create_run(
 ) -> WorkflowRun:
     """Create the run of a decision, pinned to the workflow version it starts on."""
     now = timezone.now()
+    if not awaiting_approval:
+        notify_runners()  # delivered when the caller's transaction commits
     return WorkflowRun.objects.create(
         org_id=org_id,
         workspace_id=workspace_id,

@@ -35,6 +35,7 @@ class Compensation:
     build: Callable[[Change], Change]
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float = 10.0  # seconds a platform call may take
+    window: float = 30.0  # seconds from the first attempt after which it stops retrying
 
 
 @dataclass(frozen=True)

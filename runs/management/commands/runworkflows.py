@@ -3,9 +3,9 @@ import signal
 from types import FrameType
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from runs.runner import Worker
+from runs.runner import RunnerConfigurationError, Worker
 
 
 class Command(BaseCommand):
@@ -17,16 +17,31 @@ class Command(BaseCommand):
             action="store_true",
             help="Exit once no run is left to execute (waiting retries included).",
         )
+        parser.add_argument(
+            "--once", action="store_true", help="Claim and drive one batch of due runs, then exit."
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=1,
+            help="Worker threads in this process (PostgreSQL only above 1).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        worker = Worker()
+        try:
+            worker = Worker(concurrency=options["concurrency"])
+        except RunnerConfigurationError as error:
+            raise CommandError(str(error)) from None
 
         def stop(signum: int, frame: FrameType | None) -> None:
-            logging.getLogger("runs.runner").info("stopping after the current step")
+            logging.getLogger("runs.runner").info(
+                "runner %s stopping after the current step", worker.worker_id
+            )
             worker.stop()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        self.stdout.write(f"runner {worker.worker_id} started")
-        driven = worker.run(until_idle=options["until_idle"])
+        self.stdout.write(f"runner {worker.worker_id} started", ending="\n")
+        self.stdout.flush()
+        driven = worker.run(until_idle=options["until_idle"], once=options["once"])
         self.stdout.write(f"runner {worker.worker_id} stopped after driving {driven} run(s)")
