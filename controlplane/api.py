@@ -11,12 +11,20 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane import selectors
+from controlplane.api_errors import error_body
 from controlplane.models import Decision
 from controlplane.serializers import DecisionInSerializer
 from controlplane.services import submit_decision
-from controlplane.tenancy import can_submit, current_membership, current_org, default_workspace
+from controlplane.tenancy import (
+    can_operate,
+    can_submit,
+    current_membership,
+    current_org,
+    default_workspace,
+)
 from mutations.serializers import MutationEntrySerializer, RuntimeEventSerializer, query_result
 from mutations.services import API_SURFACE
+from runs.rollback import RollbackRefused, retry_rollback, rollback_evidence
 from runs.serializers import WorkflowRunSerializer
 
 LIST_LIMIT = 100
@@ -106,3 +114,29 @@ def events(request: Request) -> Response:
 def run_detail(request: Request, run_id: str) -> Response:
     run = selectors.get_run(current_org(request.user), run_id)
     return Response(WorkflowRunSerializer(run).data)
+
+
+@api_view(["GET"])
+def run_evidence(request: Request, run_id: str) -> Response:
+    """The rollback evidence record of a run."""
+    run = selectors.get_run(current_org(request.user), run_id)
+    return Response(rollback_evidence(run))
+
+
+@api_view(["POST"])
+def run_rollback(request: Request, run_id: str) -> Response:
+    """Retry the failed compensations of a compensation_failed run."""
+    membership = current_membership(request.user)
+    run = selectors.get_run(membership.org, run_id)
+    if not can_operate(membership):
+        raise PermissionDenied("Only operators and admins may retry a rollback.")
+    try:
+        run = retry_rollback(
+            run_id=run.run_id,
+            org_id=membership.org_id,
+            requested_by=f"user:{request.user.get_username()}",
+            user_id=request.user.pk,
+        )
+    except RollbackRefused as refused:
+        return Response(error_body("conflict", str(refused)), status=status.HTTP_409_CONFLICT)
+    return Response(WorkflowRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

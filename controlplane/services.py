@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from controlplane.exceptions import DecisionConflict
 from controlplane.models import Decision, PolicyEvaluation, PolicyVersion, Workspace
-from controlplane.policy import FAIL_CLOSED, Evaluation, parse_policy
+from controlplane.policy import FAIL_CLOSED, Evaluation, Policy, parse_policy
 from mutations.ids import new_id
 from mutations.models import RuntimeEvent
 from mutations.services import record_event
@@ -191,7 +192,12 @@ def evaluate_policy(
     active = PolicyVersion.objects.filter(workspace=workspace, is_active=True).first()
     if active is None:
         return None, Evaluation(FAIL_CLOSED, [], [])
-    return active, parse_policy(active.text).evaluate(inputs)
+    return active, _parsed(active.text).evaluate(inputs)
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(text: str) -> Policy:
+    return parse_policy(text)
 
 
 def activate_policy(*, workspace: Workspace, text: str, activated_by: str) -> PolicyVersion:

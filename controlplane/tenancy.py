@@ -34,3 +34,8 @@ def default_workspace(org: Organization) -> Workspace:
 
 def can_submit(membership: Membership) -> bool:
     return membership.role in (Role.OPERATOR, Role.ADMIN)
+
+
+def can_operate(membership: Membership) -> bool:
+    """Operators and admins run drills, cancel runs and retry rollbacks."""
+    return membership.role in (Role.OPERATOR, Role.ADMIN)

@@ -11,6 +11,8 @@ api_v1 = [
     path("mutations/", api.mutations, name="api-mutations"),
     path("events/", api.events, name="api-events"),
     path("runs/<str:run_id>/", api.run_detail, name="api-run"),
+    path("runs/<str:run_id>/evidence/", api.run_evidence, name="api-run-evidence"),
+    path("runs/<str:run_id>/rollback/", api.run_rollback, name="api-run-rollback"),
 ]
 
 urlpatterns = [
@@ -19,6 +21,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("decisions/", views.decision_list, name="decisions"),
     path("decisions/<str:decision_id>/", views.decision_detail, name="decision"),
+    path("runs/<str:run_id>/", views.run_detail, name="run"),
+    path("runs/<str:run_id>/rollback/", views.run_rollback, name="run-rollback"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.middleware import HtmxDetails
 
 from controlplane import selectors
-from controlplane.tenancy import current_org
+from controlplane.tenancy import can_operate, current_membership, current_org
+from runs.models import RunStatus
+from runs.rollback import RollbackRefused, retry_rollback, rollback_evidence
 
 # htmx stops polling when a response has this status.
 HTMX_STOP_POLLING = 286
@@ -55,3 +59,38 @@ def decision_detail(request: HtmxHttpRequest, decision_id: str) -> HttpResponse:
         template += "#timeline"
         status = 200 if live else HTMX_STOP_POLLING
     return render(request, template, {"org": org, "t": timeline, "live": live}, status=status)
+
+
+@require_GET
+@login_required
+def run_detail(request: HtmxHttpRequest, run_id: str) -> HttpResponse:
+    membership = current_membership(request.user)
+    run = selectors.get_run(membership.org, run_id)
+    context = {
+        "org": membership.org,
+        "run": run,
+        "steps": run.steps.select_related("mutation").order_by("started_at", "id"),
+        "evidence": rollback_evidence(run),
+        "can_retry": can_operate(membership) and run.status == RunStatus.COMPENSATION_FAILED,
+    }
+    return render(request, "controlplane/run_detail.html", context)
+
+
+@require_POST
+@login_required
+def run_rollback(request: HtmxHttpRequest, run_id: str) -> HttpResponse:
+    membership = current_membership(request.user)
+    run = selectors.get_run(membership.org, run_id)
+    if not can_operate(membership):
+        raise PermissionDenied("Only operators and admins may retry a rollback.")
+    try:
+        retry_rollback(
+            run_id=run.run_id,
+            org_id=membership.org_id,
+            requested_by=f"user:{request.user.get_username()}",
+            user_id=request.user.pk,
+        )
+        messages.success(request, "Rollback retried: the runners will compensate again.")
+    except RollbackRefused as refused:
+        messages.error(request, str(refused))
+    return redirect("run", run_id=run.run_id)

@@ -172,6 +172,9 @@ class SandboxOperation(models.Model):
     request = models.JSONField()
     result = models.JSONField()
     applied_at = models.DateTimeField()
+    replays = models.PositiveIntegerField(
+        default=0, help_text="Later calls with the same key, answered without applying."
+    )
 
     class Meta:
         constraints: ClassVar[list[models.BaseConstraint]] = [

@@ -35,7 +35,6 @@ from runs.workflows import Workflow
 logger = logging.getLogger("runs.engine")
 
 DOWNSTREAM_FAILURE = "downstream_step_failure"
-OPERATOR_RETRY = "operator_retry"
 
 
 def lease_seconds() -> timedelta:
@@ -412,8 +411,11 @@ class Engine:
             kind = failed.errors[-1]["kind"] if failed.errors else "error"
             cause = f" ({api} {kind})"
         if status == RunStatus.COMPENSATED:
-            if run.rollback_reason == OPERATOR_RETRY:
-                return f"Workflow compensated after an operator retried the rollback{cause}"
+            if run.rollback_requested_by:
+                return (
+                    f"Workflow compensated after {run.rollback_requested_by} retried the "
+                    f"rollback{cause}"
+                )
             return f"Workflow compensated after downstream step failure{cause}"
         if status == RunStatus.FAILED:
             return f"Workflow failed at {run.failed_step_id}{cause}; nothing to undo"

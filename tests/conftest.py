@@ -112,3 +112,15 @@ def rebalance(
 
 def budget(org: Organization, platform: str) -> int:
     return SandboxCampaign.objects.get(org=org, platform=platform).daily_budget_micros
+
+
+ALLOW_ALL_POLICY = """\
+version: allow_all
+rules:
+  - {id: allow-all, when: {side_effect: true}, decision: allow}
+"""
+
+
+def allow_everything(workspace: Workspace) -> None:
+    """Activate a policy that lets test workflows of any decision type run."""
+    activate_policy(workspace=workspace, text=ALLOW_ALL_POLICY, activated_by="test")

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from mutations.connectors.base import (
@@ -91,6 +91,7 @@ class SandboxConnector:
                 f"{self.api_name}_api: idempotency_key_reused (code 422): key "
                 f"{previous.idempotency_key!r} was first used for a different request"
             )
+        SandboxOperation.objects.filter(pk=previous.pk).update(replays=F("replays") + 1)
         return dict(previous.result)
 
     def _campaigns(self, org_id: str, target: dict[str, Any]) -> Any:
@@ -128,19 +129,20 @@ class SandboxConnector:
         return {"applied_at": utc_iso(timezone.now())}
 
     def _take_fault(self, org_id: str, key: str, mutation_type: str) -> SandboxFault | None:
-        for fault in (
-            SandboxFault.objects.select_for_update()
-            .filter(org_id=org_id, platform=self.platform)
-            .order_by("id")
-        ):
-            if fault.mutation_type and fault.mutation_type != mutation_type:
-                continue
-            if not key.startswith(fault.key_prefix):
-                continue
+        """Return the first planned fault for this call, consuming one of its calls."""
+        candidates = SandboxFault.objects.filter(
+            Q(mutation_type="") | Q(mutation_type=mutation_type),
+            org_id=org_id,
+            platform=self.platform,
+            key_prefix__in=[key[:end] for end in range(len(key) + 1)],
+        ).order_by("id")
+        for fault in candidates:
             if fault.remaining is None:
                 return fault
-            if fault.remaining > 0:
-                SandboxFault.objects.filter(pk=fault.pk).update(remaining=F("remaining") - 1)
+            spent = SandboxFault.objects.filter(pk=fault.pk, remaining__gt=0).update(
+                remaining=F("remaining") - 1
+            )
+            if spent:
                 return fault
         return None
 

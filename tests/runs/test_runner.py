@@ -6,13 +6,12 @@ from typing import Any
 import pytest
 
 from controlplane.models import ServiceAccount
-from controlplane.services import activate_policy
 from mutations.models import Mutation, RuntimeEvent, SandboxFault, SandboxOperation
 from runs.models import RunStatus, StepExecution, WorkflowRun
 from runs.workflows import Compensation, Step, Workflow, register
 from runs.workflows.builtin import budget_change, invert_budget_change
 from runs.workflows.registry import unregister
-from tests.conftest import budget, drain, rebalance, submit
+from tests.conftest import allow_everything, budget, drain, rebalance, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -150,11 +149,7 @@ def audit_then_credit(agent: ServiceAccount) -> Iterator[Workflow]:
             ),
         )
     )
-    policy = (
-        "version: allow_all\n"
-        "rules:\n  - {id: allow-all, when: {side_effect: true}, decision: allow}\n"
-    )
-    activate_policy(workspace=agent.workspace, text=policy, activated_by="test")
+    allow_everything(agent.workspace)
     yield workflow
     unregister(workflow.id, workflow.version)
 

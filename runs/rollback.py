@@ -1,0 +1,152 @@
+"""Operator actions on a run's rollback, and the rollback evidence record (seed 001)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from mutations.models import RuntimeEvent
+from mutations.services import record_event
+from runs.models import RunStatus, StepExecution, WorkflowRun
+from runs.wakeup import notify_runners
+
+ROLLBACK_MODE = "lifo_stack"
+
+
+class RollbackRefused(Exception):
+    """The run is not in a state whose rollback can be retried; the message says why."""
+
+
+def retry_rollback(
+    *, run_id: str, org_id: str, requested_by: str, user_id: int | None = None
+) -> WorkflowRun:
+    """Send a compensation_failed run back to the runners to retry its failed compensations.
+
+    Concurrent requests serialize on the run's row: one moves it to compensating, the
+    others find it already compensating and change nothing.
+    """
+    with transaction.atomic():
+        run = WorkflowRun.objects.select_for_update().get(run_id=run_id, org_id=org_id)
+        if run.status == RunStatus.COMPENSATING:
+            return run
+        if run.status != RunStatus.COMPENSATION_FAILED:
+            raise RollbackRefused(
+                f"Run {run.run_id} is {run.status}; only a compensation_failed run's "
+                "rollback can be retried."
+            )
+        failed = run.steps.filter(
+            kind=StepExecution.Kind.COMPENSATION, status=StepExecution.Status.FAILED
+        )
+        if not failed.exists():
+            skipped = list(
+                run.steps.filter(status=StepExecution.Status.SKIPPED).values_list(
+                    "step_id", flat=True
+                )
+            )
+            raise RollbackRefused(
+                f"Nothing to retry on run {run.run_id}: {', '.join(skipped)} declare no "
+                "compensation and must be undone by hand."
+            )
+        now = timezone.now()
+        retried = list(failed.values_list("name", flat=True))
+        failed.update(
+            status=StepExecution.Status.PENDING, attempts=0, next_attempt_at=None, started_at=now
+        )
+        WorkflowRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.COMPENSATING,
+            rollback_requested_by=requested_by,
+            rollback_started_at=now,
+            current_step_id=retried[0],
+            after_state_hash=None,
+            finished_at=None,
+            next_wake_at=now,
+            updated_at=now,
+        )
+        record_event(
+            org_id=run.org_id,
+            workspace_id=run.workspace_id,
+            user_id=user_id,
+            decision_id=run.decision_id,
+            run_id=run.run_id,
+            trace_id=run.trace_id,
+            surface="api",
+            kind=RuntimeEvent.Kind.ROLLBACK_STARTED,
+            policy_ids=run.policy_ids,
+            delta_summary=f"{requested_by} retried the rollback: {', '.join(retried)}",
+            payload={
+                "requested_by": requested_by,
+                "retried": retried,
+                "rollback_mode": ROLLBACK_MODE,
+            },
+        )
+        notify_runners()
+    run.refresh_from_db()
+    return run
+
+
+def rollback_evidence(run: WorkflowRun) -> dict[str, Any]:
+    """Return who dispatched what, which policy matched, and which compensation ran."""
+    compensations = list(
+        run.steps.filter(kind=StepExecution.Kind.COMPENSATION)
+        .select_related("compensates", "mutation")
+        .order_by("started_at", "id")
+    )
+    finished = run.status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
+    remaining = [
+        {
+            "step_id": c.step_id,
+            "compensation_id": c.name,
+            "compensates_mutation_id": c.compensates_id,
+            "platform": c.compensates.platform if c.compensates else None,
+            "applied_change": c.compensates.payload if c.compensates else None,
+            "target": c.compensates.target if c.compensates else None,
+            "reason": c.skip_reason or c.last_error,
+        }
+        for c in compensations
+        if c.status != StepExecution.Status.SUCCEEDED
+    ]
+    return {
+        "run_id": run.run_id,
+        "decision_id": run.decision_id,
+        "workflow_id": run.workflow_id,
+        "status": run.status,
+        "failed_step_id": run.failed_step_id,
+        "matched_policy_ids": run.policy_ids,
+        "requested_by": run.requested_by,
+        "rollback_triggered": run.rollback_started_at is not None,
+        "rollback_reason": run.rollback_reason or None,
+        "rollback_requested_by": run.rollback_requested_by or None,
+        "rollback_mode": ROLLBACK_MODE,
+        "compensations_dispatched": sum(
+            c.status in (StepExecution.Status.SUCCEEDED, StepExecution.Status.FAILED)
+            for c in compensations
+        ),
+        "compensations_skipped": sum(
+            c.status == StepExecution.Status.SKIPPED for c in compensations
+        ),
+        "compensations": [
+            {
+                "order": order,
+                "compensation_id": c.name,
+                "step_id": c.step_id,
+                "status": c.status,
+                "attempts": c.attempts,
+                "compensates_mutation_id": c.compensates_id,
+                "mutation_id": c.mutation_id,
+                "idempotency_key": c.idempotency_key,
+                "reason": c.skip_reason or c.last_error or None,
+            }
+            for order, c in enumerate(compensations, start=1)
+        ],
+        "remaining": remaining if run.status == RunStatus.COMPENSATION_FAILED else [],
+        "before_state_hash": run.before_state_hash,
+        "after_state_hash": run.after_state_hash,
+        "rollback_started_at": _utc(run.rollback_started_at),
+        "rollback_finished_at": _utc(run.finished_at) if finished else None,
+    }
+
+
+def _utc(moment: Any) -> str | None:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None

@@ -1,0 +1,170 @@
+"""Real runner processes against the real PostgreSQL test database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models import Count
+
+from controlplane.models import ServiceAccount
+from mutations.models import Mutation, SandboxCampaign, SandboxFault, SandboxOperation
+from runs.models import TERMINAL_STATUSES, WorkflowRun
+from tests.conftest import rebalance, submit
+
+ROOT = Path(__file__).resolve().parents[2]
+START_BUDGET = 1_000_000_000_000  # $1,000,000/day: no test run comes near zero
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(autouse=True)
+def _postgresql_only(transactional_db: None) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("runner processes share work through PostgreSQL")
+
+
+class Runners:
+    """Start and kill `runworkflows` processes on the test database."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, crash_at: str = "", **env: str) -> subprocess.Popen[bytes]:
+        environment = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "BACKSTOP_LEASE_SECONDS": "1",
+            "BACKSTOP_RETRY_DELAY_SCALE": "0",
+            "BACKSTOP_RUNNER_POLL_SECONDS": "0.05",
+            "BACKSTOP_TEST_CRASH_AT": crash_at,
+            "RUNNER_LOG_LEVEL": "WARNING",
+            **env,
+        }
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "runworkflows", *args],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def runners() -> Iterator[Runners]:
+    pool = Runners()
+    yield pool
+    pool.stop_all()
+
+
+@dataclass
+class Plan:
+    """Decisions submitted and what the sandbox must look like once they are all done."""
+
+    expected_status: dict[str, str] = field(default_factory=dict)
+    expected_budgets: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+def make_markets(agent: ServiceAccount, count: int) -> list[str]:
+    markets = [f"m{n:03d}" for n in range(count)]
+    SandboxCampaign.objects.bulk_create(
+        SandboxCampaign(
+            org=agent.org,
+            platform=platform,
+            campaign_id=f"{platform}-{market}",
+            name=f"{platform} {market}",
+            market=market,
+            daily_budget_micros=START_BUDGET,
+        )
+        for market in markets
+        for platform in ("meta", "google")
+    )
+    return markets
+
+
+def submit_mix(agent: ServiceAccount, count: int, markets: list[str], fail_every: int = 3) -> Plan:
+    """Submit rebalances across markets; every `fail_every`-th fails its last step."""
+    plan = Plan()
+    for n in range(count):
+        market = markets[n % len(markets)]
+        source, target = ("meta", "google") if n % 2 else ("google", "meta")
+        document = rebalance(source=source, target=target, amount=10 + n % 7)
+        document["action"]["scope"] = {"market": market}
+        fails = n % fail_every == 0
+        if fails:
+            SandboxFault.objects.create(
+                org=agent.org,
+                platform=target,
+                kind=SandboxFault.Kind.FATAL,
+                key_prefix=f"{document['id']}-attempt-1:credit_target_channel",
+            )
+        decision = submit(agent, document)
+        plan.expected_status[decision.id] = "compensated" if fails else "completed"
+        if not fails:
+            micros = document["action"]["amount"] * 1_000_000
+            plan.expected_budgets[(source, market)] -= micros
+            plan.expected_budgets[(target, market)] += micros
+    return plan
+
+
+def unfinished_runs() -> int:
+    return WorkflowRun.objects.exclude(status__in=TERMINAL_STATUSES).count()
+
+
+def assert_exactly_once(plan: Plan) -> None:
+    """Every run ended as planned, each key applied once, no mutation row lost or doubled."""
+    ended = dict(WorkflowRun.objects.values_list("decision_id", "status"))
+    assert ended == plan.expected_status
+    rows = Counter(Mutation.objects.values_list("decision_id", "status"))
+    for decision_id, status in plan.expected_status.items():
+        if status == "completed":
+            assert rows[(decision_id, "success")] == 2, decision_id
+            assert rows[(decision_id, "failed")] == 0, decision_id
+        else:
+            assert (
+                rows[(decision_id, "success")],
+                rows[(decision_id, "failed")],
+                rows[(decision_id, "rolled_back")],
+            ) == (1, 1, 1), decision_id
+    applied = Mutation.objects.filter(status__in=["success", "rolled_back"])
+    assert applied.count() == SandboxOperation.objects.count()
+    assert set(applied.values_list("idempotency_key", flat=True)) == set(
+        SandboxOperation.objects.values_list("idempotency_key", flat=True)
+    )
+    doubled = (
+        Mutation.objects.values("run_id", "step_id", "status")
+        .annotate(n=Count("mutation_id"))
+        .filter(n__gt=1)
+    )
+    assert not doubled.exists()
+    for (platform, market), delta in plan.expected_budgets.items():
+        budget = SandboxCampaign.objects.get(platform=platform, market=market).daily_budget_micros
+        assert budget == START_BUDGET + delta, (platform, market)
+
+
+def replays() -> int:
+    return sum(SandboxOperation.objects.values_list("replays", flat=True))
+
+
+def stderr_of(process: subprocess.Popen[bytes]) -> Any:
+    return process.stderr.read().decode() if process.stderr else ""

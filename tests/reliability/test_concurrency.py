@@ -1,0 +1,137 @@
+"""Several runner processes share the work; rollbacks are locked; versions are pinned."""
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from controlplane.models import ServiceAccount
+from mutations.connectors import Change
+from mutations.models import Mutation, SandboxFault, SandboxOperation
+from runs.models import RunStatus, ScopeLock, StepExecution, WorkflowRun
+from runs.rollback import RollbackRefused, retry_rollback, rollback_evidence
+from runs.workflows import Compensation, Step, Workflow, register
+from runs.workflows.builtin import budget_change, invert_budget_change
+from runs.workflows.registry import unregister
+from tests.conftest import allow_everything, drain, rebalance, submit
+from tests.reliability.conftest import (
+    Runners,
+    assert_exactly_once,
+    make_markets,
+    replays,
+    stderr_of,
+    submit_mix,
+)
+
+
+def test_four_runners_drain_1000_decisions_each_step_once(
+    agent: ServiceAccount, runners: Runners
+) -> None:
+    markets = make_markets(agent, 100)
+    plan = submit_mix(agent, 1000, markets, fail_every=3)
+
+    processes = [runners.start("--until-idle") for _ in range(4)]
+    for process in processes:
+        assert process.wait(timeout=300) == 0, stderr_of(process)
+
+    assert_exactly_once(plan)
+    assert replays() == 0  # no platform call was ever made twice for one key
+    assert StepExecution.objects.filter(attempts__gt=1).count() == 0
+    # Every lease, rollback lock and scope lock was handed back.
+    assert not WorkflowRun.objects.exclude(leased_by="").exists()
+    assert not WorkflowRun.objects.exclude(rollback_lock_holder="").exists()
+    assert not ScopeLock.objects.exists()
+
+
+def move(n: int) -> Callable[[Any], Change]:
+    """Step n moves $n/day on meta (odd n) or google (even n)."""
+    platform = "meta" if n % 2 else "google"
+    return lambda decision: budget_change(platform, {"market": "all"}, n * 1_000_000)
+
+
+@pytest.fixture
+def three_step_workflow(agent: ServiceAccount) -> Iterator[Workflow]:
+    """Three budget steps whose last one fails, so that two are compensated in reverse."""
+    workflow = register(
+        Workflow(
+            id="test_three_moves",
+            version=1,
+            decision_type="test_three_moves",
+            scope=lambda d: {"meta": {"market": "all"}, "google": {"market": "all"}},
+            validate_action=lambda action: {},
+            steps=tuple(
+                Step(
+                    id=f"move_{n}",
+                    build=move(n),
+                    compensation=Compensation(id=f"undo_move_{n}", build=invert_budget_change),
+                )
+                for n in (1, 2, 3)
+            ),
+        )
+    )
+    allow_everything(agent.workspace)
+    yield workflow
+    unregister(workflow.id, workflow.version)
+
+
+def test_ten_concurrent_rollback_retries_compensate_each_mutation_once_in_reverse(
+    agent: ServiceAccount, three_step_workflow: Workflow
+) -> None:
+    document = rebalance()
+    document["type"] = document["action"]["type"] = "test_three_moves"
+    key = f"{document['id']}-attempt-1"
+    SandboxFault.objects.create(
+        org=agent.org, platform="meta", kind="fatal", key_prefix=f"{key}:move_3"
+    )
+    # Both compensations fail for now, so the run ends compensation_failed.
+    for n in (1, 2):
+        SandboxFault.objects.create(
+            org=agent.org,
+            platform="google" if n == 2 else "meta",
+            kind="fatal",
+            key_prefix=f"{key}:move_{n}:compensate",
+            remaining=1,
+        )
+    decision = submit(agent, document)
+    drain()
+    run = WorkflowRun.objects.get(decision=decision)
+    assert run.status == RunStatus.COMPENSATION_FAILED
+    assert [r["compensation_id"] for r in rollback_evidence(run)["remaining"]] == [
+        "undo_move_2",
+        "undo_move_1",
+    ]
+
+    outcomes: list[str] = []
+    barrier = threading.Barrier(10)
+
+    def trigger(n: int) -> None:
+        barrier.wait()
+        try:
+            retried = retry_rollback(
+                run_id=run.run_id, org_id=run.org_id, requested_by=f"user:op{n}"
+            )
+            outcomes.append(retried.status)
+        except RollbackRefused as refused:
+            outcomes.append(str(refused))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=trigger, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == ["compensating"] * 10
+    assert run.events.filter(kind="rollback_started", surface="api").count() == 1
+
+    drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPENSATED
+    undone = list(
+        Mutation.objects.filter(run=run, status="rolled_back").values_list("step_id", flat=True)
+    )
+    assert undone == ["undo_move_2", "undo_move_1"]  # LIFO, once each
+    assert run.before_state_hash == run.after_state_hash
+    assert SandboxOperation.objects.filter(idempotency_key__endswith=":compensate").count() == 2
