@@ -30,7 +30,19 @@ def state_hash(snapshot: Any) -> str:
 
 def snapshot_scope(*, org_id: str, scope: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Return the state of every platform object in a run's scope, by platform."""
-    return {
-        platform: get_connector(platform).snapshot(org_id=org_id, target=target)
-        for platform, target in sorted(scope.items())
+    return snapshot_scopes(org_id=org_id, scopes=[scope])[0]
+
+
+def snapshot_scopes(
+    *, org_id: str, scopes: list[dict[str, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Return the snapshot of each scope, asking each platform once for all of them."""
+    targets: dict[str, list[dict[str, Any]]] = {}
+    for scope in scopes:
+        for platform, target in scope.items():
+            targets.setdefault(platform, []).append(target)
+    found = {
+        platform: iter(get_connector(platform).snapshot_many(org_id=org_id, targets=wanted))
+        for platform, wanted in targets.items()
     }
+    return [{platform: next(found[platform]) for platform in sorted(scope)} for scope in scopes]

@@ -14,7 +14,7 @@ API_SURFACE = "api"
 CLI_SURFACE = "cli"
 
 
-def record_event(
+def new_event(
     *,
     org_id: str,
     kind: str,
@@ -30,8 +30,8 @@ def record_event(
     delta_summary: str = "",
     payload: dict[str, Any] | None = None,
 ) -> RuntimeEvent:
-    """Append one event to the event-trace plane."""
-    return RuntimeEvent.objects.create(
+    """Return an unsaved event; save it, or bulk-insert several, in the change's transaction."""
+    return RuntimeEvent(
         org_id=org_id,
         workspace_id=workspace_id,
         user_id=user_id,
@@ -47,3 +47,10 @@ def record_event(
         delta_summary=delta_summary,
         payload=payload or {},
     )
+
+
+def record_event(**fields: Any) -> RuntimeEvent:
+    """Append one event to the event-trace plane."""
+    event = new_event(**fields)
+    event.save()
+    return event

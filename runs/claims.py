@@ -4,7 +4,7 @@
 waiting on each other; a lease (renewed by the runner's heartbeat) marks the claim, and a
 run whose lease expired is claimable again, so a dead runner's work is picked up.
 Starting a run happens in the same transaction: take its scope (runs that touch the same
-platform objects take turns) and the before-state hash.
+platform objects take turns) and its before-state hash. The batch shares each query.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from mutations.hashing import canonical_json, snapshot_scope, state_hash
+from mutations.hashing import canonical_json, snapshot_scopes, state_hash
 from mutations.models import RuntimeEvent
-from mutations.services import DECISION_RUNTIME, record_event
+from mutations.services import DECISION_RUNTIME, new_event
 from runs.crashpoints import crash_point
 from runs.engine import Engine, RunState, lease_seconds, rollback_lock_seconds
 from runs.models import RunStatus, ScopeLock, StepExecution, WorkflowRun
@@ -44,110 +44,161 @@ def claim_runs(engine: Engine, limit: int) -> list[RunState]:
         runs = list(due[:limit])
         if not runs:
             return []
-        ids = [run.run_id for run in runs]
-        lease = {"leased_by": engine.worker_id, "lease_expires_at": now + lease_seconds()}
-        WorkflowRun.objects.filter(run_id__in=ids).update(**lease)
-        # The previous holder of a compensating run lost its lease: its rollback lock goes too.
-        rollback_lock = {
-            "rollback_lock_holder": engine.worker_id,
-            "rollback_lock_expires_at": now + rollback_lock_seconds(),
-        }
-        WorkflowRun.objects.filter(run_id__in=ids, status=RunStatus.COMPENSATING).update(
-            **rollback_lock
-        )
-        records: dict[str, dict[tuple[str, str], StepExecution]] = {run_id: {} for run_id in ids}
-        for record in StepExecution.objects.filter(run_id__in=ids).select_related("mutation"):
-            records[record.run_id][(record.step_id, record.kind)] = record
-        claimed = []
+        _lease(runs, engine.worker_id, now)
+        states, missing = [], []
         for run in runs:
-            for name, value in lease.items():
-                setattr(run, name, value)
-            if run.status == RunStatus.COMPENSATING:
-                for name, value in rollback_lock.items():
-                    setattr(run, name, value)
-            state = _prepare(run, records[run.run_id], now)
-            if state is not None:
-                claimed.append(state)
+            workflow = get_workflow(run.workflow_id, run.workflow_version)
+            if workflow is None:
+                missing.append(run)
+            else:
+                states.append(RunState(run=run, workflow=workflow))
+        if missing:
+            _leave_unknown_versions(missing, now)
+        _load_records(states)
+        waiting = _take_scopes([s for s in states if not s.run.holds_scope], now)
+        if waiting:
+            _hand_back(waiting, now + SCOPE_WAIT)
+        claimed = [s for s in states if s.run not in waiting]
+        _start([s for s in claimed if s.run.status == RunStatus.PENDING], now)
     if claimed:
         crash_point("after_claim")
     return claimed
 
 
-def _prepare(
-    run: WorkflowRun, records: dict[tuple[str, str], StepExecution], now: datetime
-) -> RunState | None:
-    workflow = get_workflow(run.workflow_id, run.workflow_version)
-    if workflow is None:
+def _lease(runs: list[WorkflowRun], worker_id: str, now: datetime) -> None:
+    lease = {"leased_by": worker_id, "lease_expires_at": now + lease_seconds()}
+    WorkflowRun.objects.filter(run_id__in=[r.run_id for r in runs]).update(**lease)
+    # The previous holder of a compensating run lost its lease: its rollback lock goes too.
+    rollback_lock = {
+        "rollback_lock_holder": worker_id,
+        "rollback_lock_expires_at": now + rollback_lock_seconds(),
+    }
+    compensating = [r for r in runs if r.status == RunStatus.COMPENSATING]
+    if compensating:
+        WorkflowRun.objects.filter(run_id__in=[r.run_id for r in compensating]).update(
+            **rollback_lock
+        )
+    for run in runs:
+        for name, value in (lease | (rollback_lock if run in compensating else {})).items():
+            setattr(run, name, value)
+
+
+def _load_records(states: list[RunState]) -> None:
+    by_run = {s.run.run_id: s for s in states if s.run.status != RunStatus.PENDING}
+    if not by_run:
+        return
+    for record in StepExecution.objects.filter(run_id__in=by_run).select_related("mutation"):
+        by_run[record.run_id].records[(record.step_id, record.kind)] = record
+
+
+def _take_scopes(states: list[RunState], now: datetime) -> list[WorkflowRun]:
+    """Lock the scopes of runs that hold none yet; return the runs that must wait."""
+    if not states:
+        return []
+    wanted = {s.run.run_id: scope_keys(s.run.scope) for s in states}
+    taken = set(
+        ScopeLock.objects.filter(
+            org_id__in={s.run.org_id for s in states},
+            key__in={k for keys in wanted.values() for k in keys},
+        ).values_list("org_id", "key")
+    )
+    waiting, locks = [], []
+    for state in states:
+        run = state.run
+        keys = {(run.org_id, key) for key in wanted[run.run_id]}
+        if keys & taken:
+            waiting.append(run)
+            continue
+        taken |= keys  # two runs of one batch may share a scope too
+        locks += [ScopeLock(org_id=run.org_id, key=k, run=run, acquired_at=now) for _, k in keys]
+    try:
+        with transaction.atomic():  # a savepoint: a race lost here is retried one run at a time
+            ScopeLock.objects.bulk_create(locks)
+    except IntegrityError:
+        return waiting + _take_scopes_one_by_one([s for s in states if s.run not in waiting], now)
+    _mark_holding([s.run for s in states if s.run not in waiting])
+    return waiting
+
+
+def _take_scopes_one_by_one(states: list[RunState], now: datetime) -> list[WorkflowRun]:
+    waiting = []
+    for state in states:
+        run = state.run
+        try:
+            with transaction.atomic():
+                ScopeLock.objects.bulk_create(
+                    ScopeLock(org_id=run.org_id, key=key, run=run, acquired_at=now)
+                    for key in scope_keys(run.scope)
+                )
+        except IntegrityError:
+            waiting.append(run)
+        else:
+            _mark_holding([run])
+    return waiting
+
+
+def _mark_holding(runs: list[WorkflowRun]) -> None:
+    if runs:
+        WorkflowRun.objects.filter(run_id__in=[r.run_id for r in runs]).update(holds_scope=True)
+    for run in runs:
+        run.holds_scope = True
+
+
+def _start(states: list[RunState], now: datetime) -> None:
+    """Take each run's before-state hash and mark it running, all in shared queries."""
+    if not states:
+        return
+    snapshots: dict[str, dict[str, object]] = {}
+    for org_id in {s.run.org_id for s in states}:
+        group = [s.run for s in states if s.run.org_id == org_id]
+        found = snapshot_scopes(org_id=org_id, scopes=[run.scope for run in group])
+        snapshots.update(zip([run.run_id for run in group], found, strict=True))
+    events = []
+    for state in states:
+        run, workflow = state.run, state.workflow
+        run.status = RunStatus.RUNNING
+        run.before_state_hash = state_hash(snapshots[run.run_id])
+        run.current_step_id = workflow.steps[0].id
+        run.updated_at = now
+        events.append(
+            new_event(
+                org_id=run.org_id,
+                workspace_id=run.workspace_id,
+                decision_id=run.decision_id,
+                run_id=run.run_id,
+                trace_id=run.trace_id,
+                surface=DECISION_RUNTIME,
+                kind=RuntimeEvent.Kind.RUN_STARTED,
+                policy_ids=run.policy_ids,
+                before_state_hash=run.before_state_hash,
+                delta_summary=f"{workflow.id} v{workflow.version} started",
+                payload={
+                    "workflow_run_id": run.run_id,
+                    "workflow_id": workflow.id,
+                    "workflow_version": workflow.version,
+                    "idempotency_key": run.idempotency_key,
+                },
+            )
+        )
+        logger.info("run=%s trace=%s started %s", run.run_id, run.trace_id, workflow.id)
+    WorkflowRun.objects.bulk_update(
+        [s.run for s in states],
+        ["status", "before_state_hash", "current_step_id", "updated_at"],
+    )
+    RuntimeEvent.objects.bulk_create(events)
+
+
+def _leave_unknown_versions(runs: list[WorkflowRun], now: datetime) -> None:
+    for run in runs:
         logger.warning(
             "run=%s trace=%s workflow %s v%s is not registered in this runner; "
             "leaving the run for a runner that has it",
-            run.run_id,
-            run.trace_id,
-            run.workflow_id,
-            run.workflow_version,
-        )
-        _hand_back(run, now + MISSING_WORKFLOW_RECHECK)
-        return None
-    state = RunState(run=run, workflow=workflow, records=records)
-    if run.holds_scope:
-        return state
-    if not _take_scope(run, now):
-        _hand_back(run, now + SCOPE_WAIT)
-        return None
-    if run.status == RunStatus.PENDING:
-        _start(state, now)
-    return state
+            run.run_id, run.trace_id, run.workflow_id, run.workflow_version,
+        )  # fmt: skip
+    _hand_back(runs, now + MISSING_WORKFLOW_RECHECK)
 
 
-def _take_scope(run: WorkflowRun, now: datetime) -> bool:
-    keys = scope_keys(run.scope)
-    try:
-        with transaction.atomic():  # a savepoint: a taken key undoes only this run's attempt
-            ScopeLock.objects.bulk_create(
-                ScopeLock(org_id=run.org_id, key=key, run=run, acquired_at=now) for key in keys
-            )
-    except IntegrityError:
-        logger.debug("run=%s waits for a run holding its scope", run.run_id)
-        return False
-    WorkflowRun.objects.filter(pk=run.pk).update(holds_scope=True)
-    run.holds_scope = True
-    return True
-
-
-def _start(state: RunState, now: datetime) -> None:
-    run, workflow = state.run, state.workflow
-    before = state_hash(snapshot_scope(org_id=run.org_id, scope=run.scope))
-    fields = {
-        "status": RunStatus.RUNNING,
-        "before_state_hash": before,
-        "current_step_id": workflow.steps[0].id,
-        "updated_at": now,
-    }
-    WorkflowRun.objects.filter(pk=run.pk).update(**fields)
-    for name, value in fields.items():
-        setattr(run, name, value)
-    record_event(
-        org_id=run.org_id,
-        workspace_id=run.workspace_id,
-        decision_id=run.decision_id,
-        run_id=run.run_id,
-        trace_id=run.trace_id,
-        surface=DECISION_RUNTIME,
-        kind=RuntimeEvent.Kind.RUN_STARTED,
-        policy_ids=run.policy_ids,
-        before_state_hash=before,
-        delta_summary=f"{workflow.id} v{workflow.version} started",
-        payload={
-            "workflow_run_id": run.run_id,
-            "workflow_id": workflow.id,
-            "workflow_version": workflow.version,
-            "idempotency_key": run.idempotency_key,
-        },
-    )
-    logger.info("run=%s trace=%s started %s", run.run_id, run.trace_id, workflow.id)
-
-
-def _hand_back(run: WorkflowRun, wake_at: datetime) -> None:
-    WorkflowRun.objects.filter(pk=run.pk).update(
+def _hand_back(runs: list[WorkflowRun], wake_at: datetime) -> None:
+    WorkflowRun.objects.filter(run_id__in=[r.run_id for r in runs]).update(
         leased_by="", lease_expires_at=None, next_wake_at=wake_at
     )

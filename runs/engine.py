@@ -11,7 +11,8 @@ steps: nobody else may write it while we hold the lease.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +25,7 @@ from django.utils import timezone
 from mutations.connectors import PlatformError, TransientError, get_connector
 from mutations.hashing import snapshot_scope, state_hash
 from mutations.models import Mutation, RuntimeEvent
-from mutations.services import DECISION_RUNTIME, record_event
+from mutations.services import DECISION_RUNTIME, new_event
 from runs import saga
 from runs.crashpoints import crash_point
 from runs.exceptions import LeaseLost
@@ -66,6 +67,7 @@ class RunState:
 class Engine:
     def __init__(self, *, worker_id: str) -> None:
         self.worker_id = worker_id
+        self._outbox: list[RuntimeEvent] = []
 
     def drive(self, state: RunState, *, stopping: Callable[[], bool] = lambda: False) -> bool:
         """Advance a claimed run until it ends, must wait, or the runner stops.
@@ -76,7 +78,7 @@ class Engine:
         while not stopping():
             move = state.next_move()
             if isinstance(move, Finish):  # only after a crash between the last record and here
-                with transaction.atomic():
+                with self._recording():
                     self._finish(state, move, timezone.now())
                 return True
             if move.skip_reason:
@@ -125,7 +127,7 @@ class Engine:
         result: dict[str, Any],
     ) -> bool:
         run = state.run
-        with transaction.atomic():
+        with self._recording():
             now = timezone.now()
             mutation = self._append_mutation(run, action, key, started_at, result, None)
             self._save_execution(
@@ -195,7 +197,7 @@ class Engine:
         first_try = execution.started_at if execution and execution.started_at else started_at
         in_window = action.window is None or (now - first_try).total_seconds() < action.window
         retry = error.retryable and attempt < action.retry.max_attempts and in_window
-        with transaction.atomic():
+        with self._recording():
             if retry:
                 wake_at = now + timedelta(
                     seconds=action.retry.delay(attempt, retry_after=error.retry_after)
@@ -323,7 +325,7 @@ class Engine:
 
     def _skip_compensation(self, state: RunState, action: Action) -> bool:
         run = state.run
-        with transaction.atomic():
+        with self._recording():
             now = timezone.now()
             self._save_execution(
                 state,
@@ -508,15 +510,27 @@ class Engine:
             error_message=error_message,
         )
 
+    @contextmanager
+    def _recording(self) -> Iterator[None]:
+        """One transaction for an outcome; its events are inserted together before commit."""
+        try:
+            with transaction.atomic():
+                yield
+                RuntimeEvent.objects.bulk_create(self._outbox)
+        finally:
+            self._outbox.clear()
+
     def _event(self, run: WorkflowRun, kind: str, **fields: Any) -> None:
-        record_event(
-            org_id=run.org_id,
-            workspace_id=run.workspace_id,
-            decision_id=run.decision_id,
-            run_id=run.run_id,
-            trace_id=run.trace_id,
-            surface=DECISION_RUNTIME,
-            kind=kind,
-            policy_ids=run.policy_ids,
-            **fields,
+        self._outbox.append(
+            new_event(
+                org_id=run.org_id,
+                workspace_id=run.workspace_id,
+                decision_id=run.decision_id,
+                run_id=run.run_id,
+                trace_id=run.trace_id,
+                surface=DECISION_RUNTIME,
+                kind=kind,
+                policy_ids=run.policy_ids,
+                **fields,
+            )
         )

@@ -69,3 +69,9 @@ class Connector(Protocol):
     def snapshot(self, *, org_id: str, target: dict[str, Any]) -> list[dict[str, Any]]:
         """Return the state of the objects the target names, without volatile fields."""
         ...
+
+    def snapshot_many(
+        self, *, org_id: str, targets: list[dict[str, Any]]
+    ) -> list[list[dict[str, Any]]]:
+        """Return ``snapshot`` of each target, in order, in as few calls as it can."""
+        ...

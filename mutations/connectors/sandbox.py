@@ -10,7 +10,8 @@ import time
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Length, Substr
 from django.utils import timezone
 
 from mutations.connectors.base import (
@@ -26,6 +27,18 @@ from mutations.models import SandboxCampaign, SandboxFault, SandboxOperation
 
 # platform name -> the API name its errors carry
 SANDBOX_PLATFORMS = {"meta": "meta_ads", "google": "google_ads"}
+
+
+SNAPSHOT_FIELDS = ("campaign_id", "name", "market", "daily_budget_micros", "status")
+TARGET_FIELDS = ("campaign_id", "market")  # what a change's target may name
+
+
+def _matching(target: dict[str, Any]) -> Q:
+    return Q(**{field: target[field] for field in TARGET_FIELDS if field in target})
+
+
+def _matches(row: dict[str, Any], target: dict[str, Any]) -> bool:
+    return all(row[field] == target[field] for field in TARGET_FIELDS if field in target)
 
 
 def utc_iso(moment: Any) -> str:
@@ -44,10 +57,9 @@ class SandboxConnector:
         error: PlatformError | None = None
         try:
             with transaction.atomic():
-                previous = SandboxOperation.objects.filter(
+                for previous in SandboxOperation.objects.filter(
                     org_id=org_id, platform=self.platform, idempotency_key=idempotency_key
-                ).first()
-                if previous is not None:
+                )[:1]:
                     return self._replay(previous, request)
                 fault = self._take_fault(org_id, idempotency_key, change.mutation_type)
                 if fault is not None:
@@ -73,17 +85,20 @@ class SandboxConnector:
         return result
 
     def snapshot(self, *, org_id: str, target: dict[str, Any]) -> list[dict[str, Any]]:
-        campaigns = self._campaigns(org_id, target).order_by("campaign_id")
-        return [
-            {
-                "campaign_id": c.campaign_id,
-                "name": c.name,
-                "market": c.market,
-                "daily_budget_micros": c.daily_budget_micros,
-                "status": c.status,
-            }
-            for c in campaigns
-        ]
+        return self.snapshot_many(org_id=org_id, targets=[target])[0]
+
+    def snapshot_many(
+        self, *, org_id: str, targets: list[dict[str, Any]]
+    ) -> list[list[dict[str, Any]]]:
+        wanted = Q()
+        for target in targets:
+            wanted |= _matching(target)
+        rows = list(
+            SandboxCampaign.objects.filter(wanted, org_id=org_id, platform=self.platform)
+            .order_by("campaign_id")
+            .values(*SNAPSHOT_FIELDS)
+        )
+        return [[row for row in rows if _matches(row, target)] for target in targets]
 
     def _replay(self, previous: SandboxOperation, request: dict[str, Any]) -> dict[str, Any]:
         if previous.request != request:
@@ -95,38 +110,40 @@ class SandboxConnector:
         return dict(previous.result)
 
     def _campaigns(self, org_id: str, target: dict[str, Any]) -> Any:
-        campaigns = SandboxCampaign.objects.filter(org_id=org_id, platform=self.platform)
-        if "campaign_id" in target:
-            campaigns = campaigns.filter(campaign_id=target["campaign_id"])
-        if "market" in target:
-            campaigns = campaigns.filter(market=target["market"])
-        return campaigns
+        return SandboxCampaign.objects.filter(
+            _matching(target), org_id=org_id, platform=self.platform
+        )
 
     def _apply(self, org_id: str, change: Change) -> dict[str, Any]:
-        campaign = self._campaigns(org_id, change.target).select_for_update().first()
-        if campaign is None:
-            raise FatalError(
-                f"{self.api_name}_api: not_found (code 404): no campaign matches {change.target}"
-            )
+        campaigns = self._campaigns(org_id, change.target)
+        now = timezone.now()
         if change.mutation_type == "update_budget":
             delta = int(change.payload["daily_budget_delta_micros"])
-            if campaign.daily_budget_micros + delta < 0:
-                raise FatalError(
-                    f"{self.api_name}_api: invalid_budget (code 400): daily budget of "
-                    f"{campaign.campaign_id} would fall below zero"
-                )
-            SandboxCampaign.objects.filter(pk=campaign.pk).update(
-                daily_budget_micros=F("daily_budget_micros") + delta, updated_at=timezone.now()
+            changed = campaigns.filter(daily_budget_micros__gte=-delta).update(
+                daily_budget_micros=F("daily_budget_micros") + delta, updated_at=now
             )
         elif change.mutation_type == "set_status":
-            SandboxCampaign.objects.filter(pk=campaign.pk).update(
-                status=change.payload["status"], updated_at=timezone.now()
-            )
+            changed = campaigns.update(status=change.payload["status"], updated_at=now)
         else:
             raise FatalError(
                 f"{self.api_name}_api: unsupported_operation (code 400): {change.mutation_type}"
             )
-        return {"applied_at": utc_iso(timezone.now())}
+        if changed != 1:  # raising rolls the transaction back, whatever was updated
+            raise self._not_applied(campaigns.count(), change)
+        return {"applied_at": utc_iso(now)}
+
+    def _not_applied(self, matching: int, change: Change) -> FatalError:
+        api = f"{self.api_name}_api"
+        if matching == 0:
+            return FatalError(f"{api}: not_found (code 404): no campaign matches {change.target}")
+        if matching > 1:
+            return FatalError(
+                f"{api}: ambiguous_target (code 400): {matching} campaigns match {change.target}"
+            )
+        return FatalError(
+            f"{api}: invalid_budget (code 400): the daily budget of the campaign matching "
+            f"{change.target} would fall below zero"
+        )
 
     def _take_fault(self, org_id: str, key: str, mutation_type: str) -> SandboxFault | None:
         """Return the first planned fault for this call, consuming one of its calls."""
@@ -134,7 +151,7 @@ class SandboxConnector:
             Q(mutation_type="") | Q(mutation_type=mutation_type),
             org_id=org_id,
             platform=self.platform,
-            key_prefix__in=[key[:end] for end in range(len(key) + 1)],
+            key_prefix=Substr(Value(key), 1, Length("key_prefix")),  # a prefix of the key
         ).order_by("id")
         for fault in candidates:
             if fault.remaining is None:
