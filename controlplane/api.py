@@ -47,7 +47,7 @@ def decision_body(decision: Decision) -> dict[str, Any]:
 def decisions(request: Request) -> Response:
     """POST: submit a decision. GET: the newest decisions of your organization."""
     if request.method == "POST":
-        membership = current_membership(request.user)
+        membership = current_membership(request)
         if not can_submit(membership):
             raise PermissionDenied("Only operators and admins may submit decisions.")
         serializer = DecisionInSerializer(data=request.data)
@@ -62,7 +62,7 @@ def decisions(request: Request) -> Response:
         )
         code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
         return Response(decision_body(submission.decision), status=code)
-    org = current_org(request.user)
+    org = current_org(request)
     rows = selectors.decisions_for(org)[:LIST_LIMIT]
     return Response(
         {
@@ -81,7 +81,7 @@ def decisions(request: Request) -> Response:
 
 @api_view(["GET"])
 def decision_detail(request: Request, decision_id: str) -> Response:
-    decision = selectors.get_decision(current_org(request.user), decision_id)
+    decision = selectors.get_decision(current_org(request), decision_id)
     return Response(decision_body(decision))
 
 
@@ -90,7 +90,7 @@ def _queried_decision(request: Request) -> Decision:
     decision_id = request.query_params.get("decision_id")
     if not decision_id:
         raise ValidationError({"decision_id": ["This query parameter is required."]})
-    return selectors.get_decision(current_org(request.user), decision_id)
+    return selectors.get_decision(current_org(request), decision_id)
 
 
 @api_view(["GET"])
@@ -112,21 +112,21 @@ def events(request: Request) -> Response:
 
 @api_view(["GET"])
 def run_detail(request: Request, run_id: str) -> Response:
-    run = selectors.get_run(current_org(request.user), run_id)
+    run = selectors.get_run(current_org(request), run_id)
     return Response(WorkflowRunSerializer(run).data)
 
 
 @api_view(["GET"])
 def run_evidence(request: Request, run_id: str) -> Response:
     """The rollback evidence record of a run."""
-    run = selectors.get_run(current_org(request.user), run_id)
+    run = selectors.get_run(current_org(request), run_id)
     return Response(rollback_evidence(run))
 
 
 @api_view(["POST"])
 def run_rollback(request: Request, run_id: str) -> Response:
     """Retry the failed compensations of a compensation_failed run."""
-    membership = current_membership(request.user)
+    membership = current_membership(request)
     run = selectors.get_run(membership.org, run_id)
     if not can_operate(membership):
         raise PermissionDenied("Only operators and admins may retry a rollback.")

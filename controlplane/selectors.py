@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from controlplane.models import Decision, Organization, PolicyEvaluation
@@ -28,6 +29,55 @@ def decisions_for(org: Organization) -> QuerySet[Decision]:
         )
         .order_by("-received_at", "-id")
     )
+
+
+def filtered_decisions(org: Organization, filters: dict[str, Any]) -> QuerySet[Decision]:
+    """Return the org's decisions matching the list's filters, newest first."""
+    decisions = decisions_for(org)
+    runs = WorkflowRun.objects.filter(decision=OuterRef("pk"))
+    status = filters.get("status")
+    if status == "denied":
+        decisions = decisions.filter(evaluation__outcome=PolicyEvaluation.Outcome.DENY)
+    elif status:
+        decisions = decisions.filter(Exists(runs.filter(status=status)))
+    if filters.get("type"):
+        decisions = decisions.filter(type=filters["type"])
+    if platform := filters.get("platform"):
+        decisions = decisions.filter(
+            Q(action__source_channel=platform)
+            | Q(action__target_channel=platform)
+            | Q(action__channel=platform)
+        )
+    if filters.get("received_from"):
+        decisions = decisions.filter(received_at__date__gte=filters["received_from"])
+    if filters.get("received_to"):
+        decisions = decisions.filter(received_at__date__lte=filters["received_to"])
+    if text := (filters.get("q") or "").strip():
+        decisions = decisions.filter(Q(summary__icontains=text) | Q(id=text))
+    if filters.get("drills") == "only":
+        decisions = decisions.filter(Exists(runs.filter(is_drill=True)))
+    elif filters.get("drills") == "exclude":
+        decisions = decisions.exclude(Exists(runs.filter(is_drill=True)))
+    return decisions
+
+
+def decision_page(
+    org: Organization, filters: dict[str, Any], *, size: int
+) -> tuple[list[Decision], tuple[datetime, str] | None]:
+    """Return one page of the list after the keyset cursor, and the cursor of the next page.
+
+    Keyset pagination keeps every page as fast as the first, however deep.
+    """
+    decisions = filtered_decisions(org, filters)
+    if after := filters.get("after"):
+        received_at, decision_id = after
+        decisions = decisions.filter(
+            Q(received_at__lt=received_at) | Q(received_at=received_at, id__lt=decision_id)
+        )
+    page = list(decisions[: size + 1])
+    more = len(page) > size
+    page = page[:size]
+    return page, ((page[-1].received_at, page[-1].id) if more else None)
 
 
 def get_decision(org: Organization, decision_id: str) -> Decision:

@@ -7,22 +7,32 @@ from typing import Any
 from controlplane.exceptions import NoOrganization
 from controlplane.models import Membership, Organization, Role, Workspace
 
+SESSION_ORG = "backstop_org_id"
 
-def current_membership(user: Any) -> Membership:
-    """Return the membership a user acts under (their first organization)."""
-    membership = (
+
+def memberships(user: Any) -> list[Membership]:
+    return list(
         Membership.objects.filter(user_id=user.pk)
         .select_related("org")
         .order_by("org__created_at", "org_id")
-        .first()
     )
+
+
+def current_membership(request: Any) -> Membership:
+    """Return the membership a request acts under: the organization chosen in the org
+    switcher, else the user's first one."""
+    chosen = request.session.get(SESSION_ORG) if hasattr(request, "session") else None
+    mine = Membership.objects.filter(user_id=request.user.pk).select_related("org")
+    membership = (mine.filter(org_id=chosen).first() if chosen else None) or mine.order_by(
+        "org__created_at", "org_id"
+    ).first()
     if membership is None:
-        raise NoOrganization(f"User {user} belongs to no organization.")
+        raise NoOrganization(f"User {request.user} belongs to no organization.")
     return membership
 
 
-def current_org(user: Any) -> Organization:
-    return current_membership(user).org
+def current_org(request: Any) -> Organization:
+    return current_membership(request).org
 
 
 def default_workspace(org: Organization) -> Workspace:

@@ -23,6 +23,11 @@ urlpatterns = [
     path("decisions/<str:decision_id>/", views.decision_detail, name="decision"),
     path("runs/<str:run_id>/", views.run_detail, name="run"),
     path("runs/<str:run_id>/rollback/", views.run_rollback, name="run-rollback"),
+    path("runs/<str:run_id>/evidence.json", views.run_evidence_download, name="run-evidence"),
+    path("approvals/", views.approvals, name="approvals"),
+    path("drills/", views.drills, name="drills"),
+    path("policies/", views.policies, name="policies"),
+    path("org/", views.switch_org, name="switch-org"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

@@ -1,0 +1,15 @@
+from typing import Any
+
+from django.http import HttpRequest
+
+from controlplane.tenancy import SESSION_ORG, memberships
+
+
+def tenancy(request: HttpRequest) -> dict[str, Any]:
+    """Give every page the user's organizations for the org switcher."""
+    if not request.user.is_authenticated:
+        return {}
+    mine = memberships(request.user)
+    chosen = request.session.get(SESSION_ORG)
+    current = next((m for m in mine if m.org_id == chosen), mine[0] if mine else None)
+    return {"memberships": mine, "current_membership": current}
