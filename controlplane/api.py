@@ -22,7 +22,7 @@ from controlplane.tenancy import (
     current_org,
     default_workspace,
 )
-from mutations.serializers import MutationEntrySerializer, RuntimeEventSerializer, query_result
+from mutations.serializers import RuntimeEventSerializer, mutation_entry, query_result
 from mutations.services import API_SURFACE
 from runs.rollback import RollbackRefused, retry_rollback, rollback_evidence
 from runs.serializers import WorkflowRunSerializer
@@ -97,9 +97,8 @@ def _queried_decision(request: Request) -> Decision:
 def mutations(request: Request) -> Response:
     """The Mutation Log of one decision, in the order the changes were made."""
     decision = _queried_decision(request)
-    entries = selectors.mutations_for(decision.org, decision.id)
-    data = MutationEntrySerializer(entries, many=True).data
-    return Response(query_result({"decision_id": decision.id}, list(data)))
+    entries = [mutation_entry(m) for m in selectors.mutations_for(decision.org, decision.id)]
+    return Response(query_result({"decision_id": decision.id}, entries))
 
 
 @api_view(["GET"])

@@ -9,10 +9,15 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
+from django.utils.dateparse import parse_datetime
+from django.utils.safestring import SafeString
 
 from controlplane.models import Decision, Organization, PolicyEvaluation
+from controlplane.timeline_svg import Mark, Tick, draw
 from mutations.models import Mutation, RuntimeEvent
-from runs.models import WorkflowRun
+from mutations.serializers import mutation_entry, query_result
+from runs.models import StepExecution, WorkflowRun
+from runs.rollback import rollback_evidence
 
 MINUS = "\u2212"
 
@@ -146,17 +151,33 @@ class MutationRow:
 
 
 @dataclass
+class RunView:
+    """A run with what its timeline card shows, computed from the steps loaded once."""
+
+    run: WorkflowRun
+    steps: list[StepExecution]
+
+    @property
+    def retries(self) -> int:
+        return sum(max(step.attempts - 1, 0) for step in self.steps)
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        return rollback_evidence(self.run, self.steps)
+
+
+@dataclass
 class Timeline:
     decision: Decision
     evaluation: PolicyEvaluation | None
-    runs: list[WorkflowRun]
+    runs: list[RunView]
     rows: list[MutationRow]
     events: list[RuntimeEvent]
     status: str
 
     @property
     def run(self) -> WorkflowRun | None:
-        return self.runs[-1] if self.runs else None
+        return self.runs[-1].run if self.runs else None
 
     @property
     def net_zero(self) -> bool | None:
@@ -165,10 +186,49 @@ class Timeline:
             return None
         return run.before_state_hash == run.after_state_hash
 
+    @property
+    def drift(self) -> bool:
+        """A compensated run whose state did not come back: the undo did not restore it."""
+        run = self.run
+        return bool(run and run.status == "compensated" and self.net_zero is False)
+
+    @property
+    def mutation_log(self) -> dict[str, Any]:
+        """The Mutation Log query result, exactly as the API returns it."""
+        entries = [mutation_entry(row.mutation) for row in self.rows]
+        return query_result({"decision_id": self.decision.id}, entries)
+
+    @property
+    def svg(self) -> SafeString:
+        marks = [
+            Mark(
+                mutation_id=row.mutation.mutation_id,
+                number=row.number,
+                platform=row.mutation.platform,
+                status=row.mutation.status,
+                at=row.mutation.created_at,
+                label=f"#{row.number} {row.mutation.step_id} {row.mutation.status} {row.delta}",
+                reverses=row.mutation.compensates_id,
+            )
+            for row in self.rows
+        ]
+        return draw(marks, self._retry_ticks())
+
+    def _retry_ticks(self) -> list[Tick]:
+        ticks = []
+        for view in self.runs:
+            for step in view.steps:
+                for error in step.errors:
+                    at = parse_datetime(error["at"])
+                    if step.mutation is not None and at is not None:
+                        label = f"{step.name} attempt {error['attempt']}: {error['message']}"
+                        ticks.append(Tick(platform=step.mutation.platform, at=at, label=label))
+        return ticks
+
 
 def timeline(org: Organization, decision_id: str) -> Timeline:
     """Return everything the decision page shows, in a fixed number of queries."""
-    decision = get_object_or_404(decisions_for(org).select_related("evaluation"), pk=decision_id)
+    decision = get_object_or_404(decisions_for(org), pk=decision_id)
     cadence = str(decision.action.get("cadence", "daily"))
     rows: list[MutationRow] = []
     by_id: dict[str, MutationRow] = {}
@@ -181,12 +241,18 @@ def timeline(org: Organization, decision_id: str) -> Timeline:
         if original is not None:
             row.reverses = original
             original.reversed_by.append(row)
+    runs = list(WorkflowRun.objects.filter(org=org, decision_id=decision_id).order_by("created_at"))
+    steps: dict[str, list[StepExecution]] = {run.run_id: [] for run in runs}
+    for step in (
+        StepExecution.objects.filter(org=org, run__decision_id=decision_id)
+        .select_related("compensates", "mutation")
+        .order_by("started_at", "id")
+    ):
+        steps[step.run_id].append(step)
     return Timeline(
         decision=decision,
         evaluation=getattr(decision, "evaluation", None),
-        runs=list(
-            WorkflowRun.objects.filter(org=org, decision_id=decision_id).order_by("created_at")
-        ),
+        runs=[RunView(run=run, steps=steps[run.run_id]) for run in runs],
         rows=rows,
         events=list(events_for(org, decision_id)),
         status=decision_status(decision),

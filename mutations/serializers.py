@@ -7,25 +7,6 @@ from rest_framework import serializers
 from mutations.models import Mutation, RuntimeEvent
 
 
-class MutationEntrySerializer(serializers.ModelSerializer[Mutation]):
-    decision_id = serializers.CharField()
-
-    class Meta:
-        model = Mutation
-        fields = (
-            "mutation_id",
-            "decision_id",
-            "platform",
-            "mutation_type",
-            "payload",
-            "result",
-            "status",
-            "actor_type",
-            "created_at",
-            "error_message",
-        )
-
-
 class RuntimeEventSerializer(serializers.ModelSerializer[RuntimeEvent]):
     org_id = serializers.CharField()
     workspace_id = serializers.CharField(allow_null=True)
@@ -50,6 +31,25 @@ class RuntimeEventSerializer(serializers.ModelSerializer[RuntimeEvent]):
             "payload",
             "kind",
         )
+
+
+UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def mutation_entry(mutation: Mutation) -> dict[str, Any]:
+    """Return one Mutation Log entry in the published shape (fast: no serializer machinery)."""
+    return {
+        "mutation_id": mutation.mutation_id,
+        "decision_id": mutation.decision_id,
+        "platform": mutation.platform,
+        "mutation_type": mutation.mutation_type,
+        "payload": mutation.payload,
+        "result": mutation.result,
+        "status": mutation.status,
+        "actor_type": mutation.actor_type,
+        "created_at": mutation.created_at.strftime(UTC_FORMAT),
+        "error_message": mutation.error_message,
+    }
 
 
 def query_result(query: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -86,13 +86,14 @@ def retry_rollback(
     return run
 
 
-def rollback_evidence(run: WorkflowRun) -> dict[str, Any]:
-    """Return who dispatched what, which policy matched, and which compensation ran."""
-    compensations = list(
-        run.steps.filter(kind=StepExecution.Kind.COMPENSATION)
-        .select_related("compensates", "mutation")
-        .order_by("started_at", "id")
-    )
+def rollback_evidence(run: WorkflowRun, steps: list[StepExecution] | None = None) -> dict[str, Any]:
+    """Return who dispatched what, which policy matched, and which compensation ran.
+
+    Pass the run's steps (with ``compensates`` loaded) to spare the query.
+    """
+    if steps is None:
+        steps = list(run.steps.select_related("compensates").order_by("started_at", "id"))
+    compensations = [s for s in steps if s.kind == StepExecution.Kind.COMPENSATION]
     finished = run.status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
     remaining = [
         {

@@ -1,5 +1,6 @@
 """The decision list and timeline pages."""
 
+import re
 from typing import Any
 
 import pytest
@@ -43,7 +44,8 @@ def test_timeline_shows_three_rows_the_link_and_equal_hashes(demo: Client) -> No
     run = WorkflowRun.objects.get(decision_id=SEED_DECISION_ID)
 
     assert html.count('class="mutation status-') == 3
-    assert "\u2212$800/day" in html and html.count("+$800/day") == 2
+    deltas = re.findall(r'<span class="delta">([^<]+)</span>', html)
+    assert deltas == ["\u2212$800/day", "+$800/day", "+$800/day"]
     assert f'Reverses <a href="#{debit.mutation_id}">#1 debit_source_channel</a>' in html
     assert f'Reversed by <a href="#{undo.mutation_id}">#3 credit_source_channel</a>' in html
     assert "rate_limit_exceeded" in html

@@ -1,0 +1,119 @@
+"""Rows in bulk for page tests: decisions, runs and mutations as the runner leaves them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from controlplane.models import Decision, PolicyEvaluation, ServiceAccount
+from controlplane.services import payload_hash
+from mutations.ids import new_id
+from mutations.models import Mutation
+from runs.models import RunStatus, WorkflowRun
+from tests.conftest import rebalance
+
+
+def decisions(agent: ServiceAccount, count: int, **changes: Any) -> list[Decision]:
+    """Create ``count`` completed rebalance decisions, one second apart, newest last."""
+    start = timezone.now() - timedelta(seconds=count)
+    made, evaluations, runs = [], [], []
+    for n in range(count):
+        document = {**rebalance(), **changes}
+        decision = Decision(
+            id=document["id"],
+            org=agent.org,
+            workspace=agent.workspace,
+            type=document["type"],
+            priority=document["priority"],
+            confidence=document["confidence"],
+            summary=f"{document['summary']} #{n}",
+            reasoning=document["reasoning"],
+            auto_executable=True,
+            action=document["action"],
+            computed_at=start,
+            policy_version="budget_policy_v1",
+            document=document,
+            payload_hash=payload_hash(document),
+            requested_by=agent.actor,
+            trace_id=new_id("trc"),
+            received_at=start + timedelta(seconds=n),
+        )
+        made.append(decision)
+        evaluations.append(
+            PolicyEvaluation(
+                decision=decision,
+                org=agent.org,
+                policy_version="budget_policy_v1",
+                outcome="allow",
+                matched_rule_ids=["allow-market-rebalance"],
+                evaluated_at=decision.received_at,
+            )
+        )
+        runs.append(
+            WorkflowRun(
+                org=agent.org,
+                workspace=agent.workspace,
+                decision=decision,
+                workflow_id="execute_rebalance_spend",
+                workflow_version=1,
+                status=RunStatus.COMPLETED,
+                idempotency_key=f"{decision.id}-attempt-1",
+                requested_by=agent.actor,
+                input=document,
+                scope={},
+                trace_id=decision.trace_id,
+                next_wake_at=decision.received_at,
+                created_at=decision.received_at,
+                updated_at=decision.received_at,
+                finished_at=decision.received_at,
+            )
+        )
+    Decision.objects.bulk_create(made)
+    PolicyEvaluation.objects.bulk_create(evaluations)
+    WorkflowRun.objects.bulk_create(runs)
+    return made
+
+
+def mutations(decision: Decision, pairs: int) -> list[Mutation]:
+    """Give a decision ``pairs`` changes, each followed by the compensation reversing it."""
+    run = decision.runs.get()
+    start = timezone.now()
+    rows = []
+    for n in range(pairs):
+        change = Mutation(
+            org_id=decision.org_id,
+            decision=decision,
+            run=run,
+            step_id=f"step_{n}",
+            idempotency_key=f"{run.idempotency_key}:step_{n}",
+            platform="meta",
+            mutation_type="update_budget",
+            payload={"daily_budget_delta_micros": -1_000_000},
+            result={"applied_at": "2026-04-22T18:12:11Z"},
+            status="success",
+            actor_type=decision.requested_by,
+            created_at=start + timedelta(milliseconds=2 * n),
+        )
+        undo = Mutation(
+            org_id=decision.org_id,
+            decision=decision,
+            run=run,
+            step_id=f"undo_{n}",
+            idempotency_key=f"{run.idempotency_key}:step_{n}:compensate",
+            platform="meta",
+            mutation_type="update_budget",
+            payload={
+                "daily_budget_delta_micros": 1_000_000,
+                "compensates_mutation_id": change.mutation_id,
+                "compensation_reason": "downstream_step_failure",
+            },
+            result={"applied_at": "2026-04-22T18:12:12Z"},
+            status="rolled_back",
+            actor_type="compensation",
+            compensates=change,
+            created_at=start + timedelta(milliseconds=2 * n + 1),
+        )
+        rows += [change, undo]
+    return Mutation.objects.bulk_create(rows)
