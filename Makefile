@@ -17,7 +17,9 @@ for p in $$(ls -d "$$root"/versions/3.*/bin/python3 2>/dev/null | sort -V -r); d
 done; exit 1
 endef
 
-.PHONY: run test lint db demo runner clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: run test lint db demo runner screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	@py=$$($(FIND_PYTHON)) || { \
@@ -48,15 +50,25 @@ run: demo
 	  trap 'kill $$runner 2>/dev/null; wait $$runner 2>/dev/null' EXIT; \
 	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
+# The browser tests drive Debian's Chromium; install it when it is missing.
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser tests"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
+
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
 
-test: lint
+test: lint $(CHROMIUM)
 	@$(PY) manage.py ensuredb
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
+
+screenshots: $(VENV)/.installed $(CHROMIUM)
+	BACKSTOP_SCREENSHOTS=1 $(PY) -m pytest tests/browser -q
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

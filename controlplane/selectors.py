@@ -14,12 +14,14 @@ from django.utils.safestring import SafeString
 
 from controlplane.models import Decision, Organization, PolicyEvaluation
 from controlplane.timeline_svg import Mark, Tick, draw
+from mutations.ids import is_valid_id
 from mutations.models import Mutation, RuntimeEvent
 from mutations.serializers import mutation_entry, query_result
 from runs.models import StepExecution, WorkflowRun
 from runs.rollback import rollback_evidence
 
 MINUS = "\u2212"
+TIMELINE_ROWS = 100  # mutation rows listed before "show all"
 
 
 def decisions_for(org: Organization) -> QuerySet[Decision]:
@@ -58,7 +60,10 @@ def filtered_decisions(org: Organization, filters: dict[str, Any]) -> QuerySet[D
     if filters.get("received_to"):
         decisions = decisions.filter(received_at__date__lte=filters["received_to"])
     if text := (filters.get("q") or "").strip():
-        decisions = decisions.filter(Q(summary__icontains=text) | Q(id=text))
+        if is_valid_id(text, "dec"):
+            decisions = decisions.filter(id=text)
+        else:
+            decisions = decisions.filter(summary__icontains=text)
     if filters.get("drills") == "only":
         decisions = decisions.filter(Exists(runs.filter(is_drill=True)))
     elif filters.get("drills") == "exclude":
@@ -76,8 +81,9 @@ def decision_page(
     decisions = filtered_decisions(org, filters)
     if after := filters.get("after"):
         received_at, decision_id = after
-        decisions = decisions.filter(
-            Q(received_at__lt=received_at) | Q(received_at=received_at, id__lt=decision_id)
+        # The first condition bounds the index range scan; the second breaks ties by id.
+        decisions = decisions.filter(received_at__lte=received_at).filter(
+            Q(received_at__lt=received_at) | Q(id__lt=decision_id)
         )
     page = list(decisions[: size + 1])
     more = len(page) > size
@@ -122,9 +128,8 @@ def decision_platforms(decision: Decision) -> list[str]:
     return [n for n in names if isinstance(n, str)]
 
 
-def human_delta(mutation: Mutation, cadence: str = "daily") -> str:
+def human_delta(payload: dict[str, Any], cadence: str = "daily") -> str:
     """Return a signed, readable change such as "-$800/day" (with a real minus sign)."""
-    payload = mutation.payload
     if "daily_budget_delta_micros" in payload:
         micros = int(payload["daily_budget_delta_micros"])
         amount = Decimal(abs(micros)) / 1_000_000
@@ -137,13 +142,36 @@ def human_delta(mutation: Mutation, cadence: str = "daily") -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class MutationRef:
+    """What the timeline knows of every mutation, however many: enough to draw and link it."""
+
+    number: int
+    mutation_id: str
+    platform: str
+    status: str
+    step_id: str
+    created_at: datetime
+    compensates_id: str | None
+    delta: str
+
+
 @dataclass
 class MutationRow:
+    """A mutation listed in full on the page."""
+
     mutation: Mutation
-    number: int
-    delta: str
-    reverses: MutationRow | None = None
-    reversed_by: list[MutationRow] = field(default_factory=list)
+    ref: MutationRef
+    reverses: MutationRef | None = None
+    reversed_by: list[MutationRef] = field(default_factory=list)
+
+    @property
+    def number(self) -> int:
+        return self.ref.number
+
+    @property
+    def delta(self) -> str:
+        return self.ref.delta
 
     @property
     def is_compensation(self) -> bool:
@@ -171,9 +199,14 @@ class Timeline:
     decision: Decision
     evaluation: PolicyEvaluation | None
     runs: list[RunView]
-    rows: list[MutationRow]
+    refs: list[MutationRef]  # every mutation, for the drawing and the counts
+    rows: list[MutationRow]  # the ones listed in full
     events: list[RuntimeEvent]
     status: str
+
+    @property
+    def hidden_rows(self) -> int:
+        return len(self.refs) - len(self.rows)
 
     @property
     def run(self) -> WorkflowRun | None:
@@ -194,7 +227,7 @@ class Timeline:
 
     @property
     def mutation_log(self) -> dict[str, Any]:
-        """The Mutation Log query result, exactly as the API returns it."""
+        """The Mutation Log query result, exactly as the API returns it (all rows shown)."""
         entries = [mutation_entry(row.mutation) for row in self.rows]
         return query_result({"decision_id": self.decision.id}, entries)
 
@@ -202,15 +235,15 @@ class Timeline:
     def svg(self) -> SafeString:
         marks = [
             Mark(
-                mutation_id=row.mutation.mutation_id,
-                number=row.number,
-                platform=row.mutation.platform,
-                status=row.mutation.status,
-                at=row.mutation.created_at,
-                label=f"#{row.number} {row.mutation.step_id} {row.mutation.status} {row.delta}",
-                reverses=row.mutation.compensates_id,
+                mutation_id=ref.mutation_id,
+                number=ref.number,
+                platform=ref.platform,
+                status=ref.status,
+                at=ref.created_at,
+                label=f"#{ref.number} {ref.step_id} {ref.status} {ref.delta}",
+                reverses=ref.compensates_id,
             )
-            for row in self.rows
+            for ref in self.refs
         ]
         return draw(marks, self._retry_ticks())
 
@@ -226,21 +259,53 @@ class Timeline:
         return ticks
 
 
-def timeline(org: Organization, decision_id: str) -> Timeline:
-    """Return everything the decision page shows, in a fixed number of queries."""
+def timeline(org: Organization, decision_id: str, *, all_rows: bool = False) -> Timeline:
+    """Return everything the decision page shows, in a fixed number of queries.
+
+    Every mutation is drawn and counted; the first TIMELINE_ROWS (or all) are listed in full.
+    """
     decision = get_object_or_404(decisions_for(org), pk=decision_id)
     cadence = str(decision.action.get("cadence", "daily"))
-    rows: list[MutationRow] = []
-    by_id: dict[str, MutationRow] = {}
-    for number, mutation in enumerate(mutations_for(org, decision_id), start=1):
-        row = MutationRow(mutation=mutation, number=number, delta=human_delta(mutation, cadence))
-        rows.append(row)
-        by_id[mutation.mutation_id] = row
-    for row in rows:
-        original = by_id.get(row.mutation.compensates_id or "")
-        if original is not None:
-            row.reverses = original
-            original.reversed_by.append(row)
+    mutations = mutations_for(org, decision_id)
+    refs = [
+        MutationRef(
+            number,
+            mutation_id,
+            platform,
+            status,
+            step_id,
+            at,
+            compensates,
+            human_delta(payload, cadence),
+        )
+        for number, (mutation_id, platform, status, step_id, at, compensates, payload) in enumerate(
+            mutations.values_list(
+                "mutation_id",
+                "platform",
+                "status",
+                "step_id",
+                "created_at",
+                "compensates_id",
+                "payload",
+            ),
+            start=1,
+        )
+    ]
+    by_id = {ref.mutation_id: ref for ref in refs}
+    undone_by: dict[str, list[MutationRef]] = {}
+    for ref in refs:
+        if ref.compensates_id:
+            undone_by.setdefault(ref.compensates_id, []).append(ref)
+    listed = mutations if all_rows else mutations[:TIMELINE_ROWS]
+    rows = [
+        MutationRow(
+            mutation=mutation,
+            ref=ref,
+            reverses=by_id.get(mutation.compensates_id or ""),
+            reversed_by=undone_by.get(mutation.mutation_id, []),
+        )
+        for mutation, ref in zip(listed, refs, strict=False)
+    ]
     runs = list(WorkflowRun.objects.filter(org=org, decision_id=decision_id).order_by("created_at"))
     steps: dict[str, list[StepExecution]] = {run.run_id: [] for run in runs}
     for step in (
@@ -253,6 +318,7 @@ def timeline(org: Organization, decision_id: str) -> Timeline:
         decision=decision,
         evaluation=getattr(decision, "evaluation", None),
         runs=[RunView(run=run, steps=steps[run.run_id]) for run in runs],
+        refs=refs,
         rows=rows,
         events=list(events_for(org, decision_id)),
         status=decision_status(decision),

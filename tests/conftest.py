@@ -19,6 +19,7 @@ from controlplane.services import POLICY_DIR, activate_policy, submit_decision
 from mutations.ids import new_id
 from mutations.models import SandboxCampaign
 from runs.runner import Worker
+from tests.processes import runners  # noqa: F401 - a fixture for every test folder
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -62,7 +62,7 @@ def decision_list(request: HtmxHttpRequest) -> HttpResponse:
 @vary_on_headers("HX-Request")
 def decision_detail(request: HtmxHttpRequest, decision_id: str) -> HttpResponse:
     org = current_org(request)
-    timeline = selectors.timeline(org, decision_id)
+    timeline = selectors.timeline(org, decision_id, all_rows=request.GET.get("rows") == "all")
     run = timeline.run
     live = run is not None and not run.is_terminal
     template = "controlplane/decision_detail.html"

@@ -10,9 +10,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from controlplane import sample_data as factories
 from controlplane.models import Organization, Role, ServiceAccount, Workspace
 from tests.conftest import command
-from tests.controlplane import factories
 
 pytestmark = pytest.mark.django_db
 

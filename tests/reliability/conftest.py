@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
 from django.db import connection
@@ -20,61 +14,13 @@ from mutations.models import Mutation, SandboxCampaign, SandboxFault, SandboxOpe
 from runs.models import TERMINAL_STATUSES, WorkflowRun
 from tests.conftest import rebalance, submit
 
-ROOT = Path(__file__).resolve().parents[2]
 START_BUDGET = 1_000_000_000_000  # $1,000,000/day: no test run comes near zero
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture(autouse=True)
 def _postgresql_only(transactional_db: None) -> None:
     if connection.vendor != "postgresql":
         pytest.skip("runner processes share work through PostgreSQL")
-
-
-class Runners:
-    """Start and kill `runworkflows` processes on the test database."""
-
-    def __init__(self) -> None:
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *args: str, crash_at: str = "", **env: str) -> subprocess.Popen[bytes]:
-        environment = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "BACKSTOP_LEASE_SECONDS": "1",
-            "BACKSTOP_RETRY_DELAY_SCALE": "0",
-            "BACKSTOP_RUNNER_POLL_SECONDS": "0.05",
-            "BACKSTOP_TEST_CRASH_AT": crash_at,
-            "RUNNER_LOG_LEVEL": "WARNING",
-            **env,
-        }
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "runworkflows", *args],
-            cwd=ROOT,
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        self.processes.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-
-
-@pytest.fixture
-def runners() -> Iterator[Runners]:
-    pool = Runners()
-    yield pool
-    pool.stop_all()
 
 
 @dataclass
@@ -164,7 +110,3 @@ def assert_exactly_once(plan: Plan) -> None:
 
 def replays() -> int:
     return sum(SandboxOperation.objects.values_list("replays", flat=True))
-
-
-def stderr_of(process: subprocess.Popen[bytes]) -> Any:
-    return process.stderr.read().decode() if process.stderr else ""

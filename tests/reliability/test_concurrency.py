@@ -16,12 +16,11 @@ from runs.workflows import Compensation, Step, Workflow, register
 from runs.workflows.builtin import budget_change, invert_budget_change
 from runs.workflows.registry import unregister
 from tests.conftest import allow_everything, drain, rebalance, submit
+from tests.processes import Runners, stderr_of
 from tests.reliability.conftest import (
-    Runners,
     assert_exactly_once,
     make_markets,
     replays,
-    stderr_of,
     submit_mix,
 )
 

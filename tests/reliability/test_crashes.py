@@ -8,11 +8,10 @@ import pytest
 
 from controlplane.models import ServiceAccount
 from runs.crashpoints import POINTS
+from tests.processes import Runners, stderr_of
 from tests.reliability.conftest import (
-    Runners,
     assert_exactly_once,
     make_markets,
-    stderr_of,
     submit_mix,
     unfinished_runs,
 )

@@ -1,8 +1,10 @@
-"""Rows in bulk for page tests: decisions, runs and mutations as the runner leaves them."""
+"""Rows in bulk, as the runner leaves them: for page tests and the page benchmark."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.utils import timezone
@@ -12,15 +14,19 @@ from controlplane.services import payload_hash
 from mutations.ids import new_id
 from mutations.models import Mutation
 from runs.models import RunStatus, WorkflowRun
-from tests.conftest import rebalance
+
+SEED_DECISION = Path(__file__).resolve().parent / "demo_data" / "01_seed_rebalance.json"
 
 
-def decisions(agent: ServiceAccount, count: int, **changes: Any) -> list[Decision]:
+def decisions(
+    agent: ServiceAccount, count: int, *, batch_size: int = 2000, **changes: Any
+) -> list[Decision]:
     """Create ``count`` completed rebalance decisions, one second apart, newest last."""
+    template = json.loads(SEED_DECISION.read_text())
     start = timezone.now() - timedelta(seconds=count)
     made, evaluations, runs = [], [], []
     for n in range(count):
-        document = {**rebalance(), **changes}
+        document = {**template, "id": new_id("dec"), **changes}
         decision = Decision(
             id=document["id"],
             org=agent.org,
@@ -70,9 +76,9 @@ def decisions(agent: ServiceAccount, count: int, **changes: Any) -> list[Decisio
                 finished_at=decision.received_at,
             )
         )
-    Decision.objects.bulk_create(made)
-    PolicyEvaluation.objects.bulk_create(evaluations)
-    WorkflowRun.objects.bulk_create(runs)
+    Decision.objects.bulk_create(made, batch_size=batch_size)
+    PolicyEvaluation.objects.bulk_create(evaluations, batch_size=batch_size)
+    WorkflowRun.objects.bulk_create(runs, batch_size=batch_size)
     return made
 
 

@@ -1,0 +1,103 @@
+"""What an operator does in the dashboard, in Chromium."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from controlplane.demo import SEED_DECISION_ID
+from controlplane.models import ServiceAccount
+from controlplane.serializers import DecisionInSerializer
+from controlplane.services import submit_decision
+from mutations.models import Mutation, SandboxFault
+from tests.browser.conftest import screenshot
+from tests.conftest import rebalance
+from tests.processes import Runners
+
+SEED_PAGE = f"/decisions/{SEED_DECISION_ID}/"
+
+
+def test_seed_timeline_shows_the_proof(
+    logged_in: Page, runners: Runners, live_server: Any, tmp_path: Path
+) -> None:
+    page = logged_in
+    runners.start("--until-idle").wait(timeout=60)
+
+    page.get_by_label("Status").select_option("compensated")
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("#decision-rows tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first.get_by_test_id("status")).to_have_text("compensated")
+    page.get_by_label("Status").select_option("")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#decision-rows tr")).to_have_count(4)
+    screenshot(page, "decisions", tmp_path)
+
+    page.get_by_role("link", name="Shift $800/day from Meta to Google").click()
+    page.wait_for_url(f"**{SEED_PAGE}")
+    mutations = page.locator("li.mutation")
+    expect(mutations).to_have_count(3)
+    statuses = [t.strip() for t in mutations.locator(".badge").all_inner_texts()]
+    assert statuses == ["success", "failed", "rolled_back"]
+    expect(page.get_by_text("net change: zero")).to_be_visible()
+    debit, _, undo = Mutation.objects.filter(decision_id=SEED_DECISION_ID)
+    arrow = page.locator("svg.timeline-svg path.tl-undo")
+    expect(arrow).to_have_count(1)
+    assert arrow.get_attribute("data-from") == undo.mutation_id
+    assert arrow.get_attribute("data-to") == debit.mutation_id
+
+    raw = json.loads(page.locator("#raw-mutations").inner_text())
+    api = page.request.get(f"{live_server.url}/api/v1/mutations/?decision_id={SEED_DECISION_ID}")
+    assert raw == api.json()
+    screenshot(page, "timeline", tmp_path)
+
+    page.locator(f"li#{undo.mutation_id}").get_by_role(
+        "link", name="#1 debit_source_channel"
+    ).click()
+    assert page.url.endswith(f"#{debit.mutation_id}")
+    expect(page.locator(f"li#{debit.mutation_id}")).to_contain_text("Reversed by")
+
+
+@pytest.fixture
+def agent(demo: None) -> ServiceAccount:
+    return ServiceAccount.objects.select_related("workspace").get(name="decision-runtime-cron")
+
+
+def submit(agent: ServiceAccount, document: dict[str, Any]) -> str:
+    serializer = DecisionInSerializer(data=document)
+    serializer.is_valid(raise_exception=True)
+    submit_decision(
+        workspace=agent.workspace, document=document, requested_by=agent.actor, surface="test"
+    )
+    return str(document["id"])
+
+
+def test_running_decision_reaches_its_terminal_badge_without_reload(
+    logged_in: Page, runners: Runners, agent: ServiceAccount
+) -> None:
+    page = logged_in
+    page.evaluate("window.loadedOnce = true")  # gone if the page ever reloads
+    document = rebalance(amount=120)
+    # Two 5xx answers with real backoff keep the run visibly running for a few seconds.
+    SandboxFault.objects.create(
+        org=agent.org,
+        platform="google",
+        kind="transient",
+        remaining=2,
+        key_prefix=f"{document['id']}-attempt-1:credit_target_channel",
+    )
+    runners.start(BACKSTOP_RETRY_DELAY_SCALE="1")
+    decision_id = submit(agent, document)
+
+    row = page.locator(f'tr[data-decision="{decision_id}"]')
+    expect(row).to_be_visible(timeout=10_000)
+    badge = row.get_by_test_id("status")
+    expect(badge).to_have_text("running", timeout=10_000)
+    expect(badge).to_have_text("completed", timeout=20_000)
+    assert page.evaluate("window.loadedOnce") is True
+
+    row.get_by_role("link").click()
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    expect(page.locator("svg.timeline-svg line.tl-retry")).to_have_count(2)
