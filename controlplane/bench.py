@@ -204,7 +204,13 @@ class Bench:
         return [(done - received).total_seconds() * 1000 for done, received in first_steps if done]
 
     def _start_runner(self, *args: str) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "RUNNER_LOG_LEVEL": "WARNING", "BACKSTOP_RUNNER_POLL_SECONDS": "1"}
+        # Runners as in production: no DEBUG query log, warnings only.
+        env = {
+            **os.environ,
+            "DEBUG": "0",
+            "RUNNER_LOG_LEVEL": "WARNING",
+            "BACKSTOP_RUNNER_POLL_SECONDS": "1",
+        }
         return subprocess.Popen(
             [sys.executable, "manage.py", "runworkflows", *args],
             cwd=ROOT,
