@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
@@ -12,18 +12,22 @@ from rest_framework.response import Response
 
 from controlplane import selectors
 from controlplane.api_errors import error_body
+from controlplane.approvals import decide_held_run
 from controlplane.models import Decision
 from controlplane.serializers import DecisionInSerializer
 from controlplane.services import submit_decision
 from controlplane.tenancy import (
+    actor_of,
     can_operate,
     can_submit,
     current_membership,
     current_org,
-    default_workspace,
+    submission_workspace,
 )
 from mutations.serializers import RuntimeEventSerializer, mutation_entry, query_result
 from mutations.services import API_SURFACE
+from runs.approvals import ApprovalRefused
+from runs.models import Approval
 from runs.rollback import RollbackRefused, retry_rollback, rollback_evidence
 from runs.serializers import WorkflowRunSerializer
 
@@ -54,9 +58,9 @@ def decisions(request: Request) -> Response:
         serializer.is_valid(raise_exception=True)
         document = {k: request.data[k] for k in serializer.validated_data}
         submission = submit_decision(
-            workspace=default_workspace(membership.org),
+            workspace=submission_workspace(request, membership),
             document=document,
-            requested_by=f"user:{request.user.get_username()}",
+            requested_by=actor_of(request.user),
             surface=API_SURFACE,
             user_id=request.user.pk,
         )
@@ -133,9 +137,61 @@ def run_rollback(request: Request, run_id: str) -> Response:
         run = retry_rollback(
             run_id=run.run_id,
             org_id=membership.org_id,
-            requested_by=f"user:{request.user.get_username()}",
+            requested_by=actor_of(request.user),
             user_id=request.user.pk,
         )
     except RollbackRefused as refused:
         return Response(error_body("conflict", str(refused)), status=status.HTTP_409_CONFLICT)
     return Response(WorkflowRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ApprovalSerializer(serializers.Serializer[dict[str, Any]]):
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+def _decide(request: Request, run_id: str, *, approve: bool) -> Response:
+    membership = current_membership(request)
+    run = selectors.get_run(membership.org, run_id)
+    body = ApprovalSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    try:
+        approval = decide_held_run(
+            membership=membership,
+            user=request.user,
+            run=run,
+            approve=approve,
+            comment=body.validated_data["comment"],
+        )
+    except Approval.DoesNotExist:
+        return Response(
+            error_body("conflict", f"Run {run.run_id} was never held for approval."),
+            status=status.HTTP_409_CONFLICT,
+        )
+    except ApprovalRefused as refused:
+        code = status.HTTP_409_CONFLICT if refused.conflict else status.HTTP_403_FORBIDDEN
+        return Response(
+            error_body("conflict" if refused.conflict else "permission_denied", str(refused)),
+            status=code,
+        )
+    run.refresh_from_db()
+    return Response(
+        {
+            "approval_id": approval.id,
+            "status": approval.status,
+            "decided_by": actor_of(request.user),
+            "comment": approval.comment,
+            "run": WorkflowRunSerializer(run).data,
+        }
+    )
+
+
+@api_view(["POST"])
+def run_approve(request: Request, run_id: str) -> Response:
+    """Approve a held run: it is dispatched to the runners."""
+    return _decide(request, run_id, approve=True)
+
+
+@api_view(["POST"])
+def run_reject(request: Request, run_id: str) -> Response:
+    """Reject a held run: it ends rejected and changes nothing."""
+    return _decide(request, run_id, approve=False)

@@ -56,6 +56,7 @@ class Role(models.TextChoices):
     OPERATOR = "operator"
     APPROVER = "approver"
     ADMIN = "admin"
+    AGENT = "agent", "agent (API token)"
 
 
 class Membership(models.Model):
@@ -186,3 +187,43 @@ class PolicyEvaluation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision_id} {self.outcome}"
+
+
+class ApiToken(models.Model):
+    """A bearer token of a service account. Only its sha256 is stored; revoked ones fail."""
+
+    PREFIX = "bst"
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_tokens")
+    service_account = models.ForeignKey(
+        ServiceAccount, on_delete=models.CASCADE, related_name="tokens"
+    )
+    lookup = models.CharField(max_length=16, unique=True, help_text="Shown in lists; not secret.")
+    secret_hash = models.CharField(max_length=64)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True)
+    revoked_at = models.DateTimeField(null=True)
+
+    def __str__(self) -> str:
+        return f"{self.PREFIX}_{self.lookup}_…"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class PolicyActivation(models.Model):
+    """One activation of a policy version: who, when, and the sha256 of the text."""
+
+    policy = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="activations")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE)
+    activated_by = models.CharField(max_length=150)
+    activated_at = models.DateTimeField()
+    sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-activated_at"]
+
+    def __str__(self) -> str:
+        return f"{self.policy} by {self.activated_by}"

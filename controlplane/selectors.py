@@ -17,8 +17,9 @@ from controlplane.timeline_svg import Mark, Tick, draw
 from mutations.ids import is_valid_id
 from mutations.models import Mutation, RuntimeEvent
 from mutations.serializers import mutation_entry, query_result
-from runs.models import StepExecution, WorkflowRun
+from runs.models import Approval, StepExecution, WorkflowRun
 from runs.rollback import rollback_evidence
+from runs.workflows import get_workflow
 
 MINUS = "\u2212"
 TIMELINE_ROWS = 100  # mutation rows listed before "show all"
@@ -186,6 +187,10 @@ class RunView:
     steps: list[StepExecution]
 
     @property
+    def approval(self) -> Approval | None:
+        return getattr(self.run, "approval", None)
+
+    @property
     def retries(self) -> int:
         return sum(max(step.attempts - 1, 0) for step in self.steps)
 
@@ -306,7 +311,11 @@ def timeline(org: Organization, decision_id: str, *, all_rows: bool = False) -> 
         )
         for mutation, ref in zip(listed, refs, strict=False)
     ]
-    runs = list(WorkflowRun.objects.filter(org=org, decision_id=decision_id).order_by("created_at"))
+    runs = list(
+        WorkflowRun.objects.filter(org=org, decision_id=decision_id)
+        .select_related("approval", "approval__decided_by")
+        .order_by("created_at")
+    )
     steps: dict[str, list[StepExecution]] = {run.run_id: [] for run in runs}
     for step in (
         StepExecution.objects.filter(org=org, run__decision_id=decision_id)
@@ -334,3 +343,44 @@ def evaluation_summary(evaluation: PolicyEvaluation | None) -> dict[str, Any] | 
         "matched_rule_ids": evaluation.matched_rule_ids,
         "deciding_rule_ids": evaluation.deciding_rule_ids,
     }
+
+
+@dataclass
+class HeldRun:
+    """What an approver needs to decide on a held run."""
+
+    run: WorkflowRun
+
+    @property
+    def decision(self) -> Decision:
+        return self.run.decision
+
+    @property
+    def rules(self) -> list[str]:
+        evaluation = getattr(self.decision, "evaluation", None)
+        return evaluation.deciding_rule_ids if evaluation else []
+
+    @property
+    def at_stake(self) -> str:
+        action = self.decision.action
+        if "amount" not in action:
+            return "—"
+        per = "/day" if action.get("cadence") == "daily" else ""
+        return f"{action.get('currency', '')} {Decimal(str(action['amount'])):,.2f}{per}".strip()
+
+    @property
+    def plan(self) -> list[dict[str, str]]:
+        """Each step and how it would be undone, from the workflow's action contract."""
+        workflow = get_workflow(self.run.workflow_id, self.run.workflow_version)
+        if workflow is None:
+            return []
+        return [
+            {
+                "step": step.id,
+                "platform": step.build(self.run.input).platform,
+                "undo": step.compensation.id if step.compensation else "",
+                "no_rollback_reason": step.no_rollback_reason,
+                "reversibility": step.reversibility,
+            }
+            for step in workflow.steps
+        ]

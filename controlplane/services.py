@@ -164,6 +164,7 @@ def _receive(
         requested_by=requested_by,
         trace_id=trace_id,
         policy_ids=evaluation.matched_rule_ids,
+        payload_hash=digest,
         awaiting_approval=held,
     )
     if held:

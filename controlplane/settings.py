@@ -108,6 +108,7 @@ LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "controlplane.tokens.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -131,6 +132,7 @@ LOGGING = {
 # Runner tunables. Tests set the delay scale to 0 so that retries do not sleep.
 BACKSTOP_RETRY_DELAY_SCALE = float(os.environ.get("BACKSTOP_RETRY_DELAY_SCALE", "1"))
 BACKSTOP_RUNNER_POLL_SECONDS = float(os.environ.get("BACKSTOP_RUNNER_POLL_SECONDS", "1"))
+BACKSTOP_APPROVAL_TTL_SECONDS = float(os.environ.get("BACKSTOP_APPROVAL_TTL_SECONDS", "86400"))
 BACKSTOP_LEASE_SECONDS = float(os.environ.get("BACKSTOP_LEASE_SECONDS", "30"))
 BACKSTOP_ROLLBACK_LOCK_SECONDS = float(os.environ.get("BACKSTOP_ROLLBACK_LOCK_SECONDS", "120"))
 # Crash points for reliability tests (runs/crashpoints.py); never honoured in production.

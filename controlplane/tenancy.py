@@ -6,6 +6,7 @@ from typing import Any
 
 from controlplane.exceptions import NoOrganization
 from controlplane.models import Membership, Organization, Role, Workspace
+from controlplane.tokens import is_agent
 
 SESSION_ORG = "backstop_org_id"
 
@@ -20,7 +21,9 @@ def memberships(user: Any) -> list[Membership]:
 
 def current_membership(request: Any) -> Membership:
     """Return the membership a request acts under: the organization chosen in the org
-    switcher, else the user's first one."""
+    switcher, else the user's first one. An agent's token acts in its own organization."""
+    if is_agent(request.user):
+        return Membership(org=request.user.org, role=Role.AGENT)
     chosen = request.session.get(SESSION_ORG) if hasattr(request, "session") else None
     mine = Membership.objects.filter(user_id=request.user.pk).select_related("org")
     membership = (mine.filter(org_id=chosen).first() if chosen else None) or mine.order_by(
@@ -43,9 +46,31 @@ def default_workspace(org: Organization) -> Workspace:
 
 
 def can_submit(membership: Membership) -> bool:
-    return membership.role in (Role.OPERATOR, Role.ADMIN)
+    return membership.role in (Role.OPERATOR, Role.ADMIN, Role.AGENT)
+
+
+def can_approve(membership: Membership) -> bool:
+    return membership.role in (Role.APPROVER, Role.ADMIN)
+
+
+def can_administer(membership: Membership) -> bool:
+    """Admins manage policies, members and tokens."""
+    return membership.role == Role.ADMIN
 
 
 def can_operate(membership: Membership) -> bool:
     """Operators and admins run drills, cancel runs and retry rollbacks."""
     return membership.role in (Role.OPERATOR, Role.ADMIN)
+
+
+def actor_of(user: Any) -> str:
+    """Return how runs and events name who acted: ``agent:<name>`` or ``user:<name>``."""
+    return str(user.get_username()) if is_agent(user) else f"user:{user.get_username()}"
+
+
+def submission_workspace(request: Any, membership: Membership) -> Workspace:
+    """Return where a request's decisions go: the agent's workspace or the org's default."""
+    if is_agent(request.user):
+        workspace: Workspace = request.user.service_account.workspace
+        return workspace
+    return default_workspace(membership.org)

@@ -13,6 +13,8 @@ api_v1 = [
     path("runs/<str:run_id>/", api.run_detail, name="api-run"),
     path("runs/<str:run_id>/evidence/", api.run_evidence, name="api-run-evidence"),
     path("runs/<str:run_id>/rollback/", api.run_rollback, name="api-run-rollback"),
+    path("runs/<str:run_id>/approve/", api.run_approve, name="api-run-approve"),
+    path("runs/<str:run_id>/reject/", api.run_reject, name="api-run-reject"),
 ]
 
 urlpatterns = [
@@ -25,6 +27,8 @@ urlpatterns = [
     path("runs/<str:run_id>/rollback/", views.run_rollback, name="run-rollback"),
     path("runs/<str:run_id>/evidence.json", views.run_evidence_download, name="run-evidence"),
     path("approvals/", views.approvals, name="approvals"),
+    path("runs/<str:run_id>/approve/", views.decide, {"verdict": "approve"}, name="run-approve"),
+    path("runs/<str:run_id>/reject/", views.decide, {"verdict": "reject"}, name="run-reject"),
     path("drills/", views.drills, name="drills"),
     path("policies/", views.policies, name="policies"),
     path("org/", views.switch_org, name="switch-org"),

@@ -96,6 +96,7 @@ class RuntimeEvent(AppendOnlyModel):
         DECISION_RECEIVED = "decision_received"
         POLICY_EVALUATED = "policy_evaluated"
         APPROVAL_REQUESTED = "approval_requested"
+        APPROVAL_DECIDED = "approval_decided"
         RUN_STARTED = "run_started"
         STEP_SUCCEEDED = "step_succeeded"
         STEP_RETRY_SCHEDULED = "step_retry_scheduled"
@@ -142,6 +143,7 @@ class SandboxCampaign(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active"
         PAUSED = "paused"
+        DELETED = "deleted"
 
     org = models.ForeignKey("controlplane.Organization", on_delete=models.CASCADE)
     platform = models.CharField(max_length=50)

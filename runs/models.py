@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -190,3 +191,38 @@ class ScopeLock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} held by {self.run_id}"
+
+
+def _approval_id() -> str:
+    return new_id("apr")
+
+
+class Approval(models.Model):
+    """A person's decision on a held run, bound to the exact decision payload it approves."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        EXPIRED = "expired"
+
+    id = models.CharField(primary_key=True, max_length=32, default=_approval_id)
+    org = models.ForeignKey("controlplane.Organization", on_delete=models.PROTECT)
+    run = models.OneToOneField(WorkflowRun, on_delete=models.PROTECT, related_name="approval")
+    payload_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    requested_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True)
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["expires_at"], condition=Q(status="pending"), name="approval_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.status}"

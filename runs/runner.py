@@ -15,6 +15,7 @@ from django.db.models import Min
 from django.utils import timezone
 from ulid import ULID
 
+from runs.approvals import expire_due
 from runs.claims import claim_runs
 from runs.engine import Engine, RunState, lease_seconds
 from runs.exceptions import LeaseLost
@@ -122,6 +123,7 @@ class Worker:
                 return
             if claimed:
                 continue
+            expire_due()
             next_due = self._next_due()
             if until_idle and next_due is None:
                 return

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from runs.approvals import request_approval
 from runs.models import RunStatus, WorkflowRun
 from runs.wakeup import notify_runners
 from runs.workflows import Workflow
@@ -21,15 +22,17 @@ def create_run(
     requested_by: str,
     trace_id: str,
     policy_ids: list[str],
+    payload_hash: str,
     awaiting_approval: bool = False,
     is_drill: bool = False,
     attempt: int = 1,
 ) -> WorkflowRun:
-    """Create the run of a decision, pinned to the workflow version it starts on."""
+    """Create the run of a decision, pinned to the workflow version it starts on; a held
+    run waits for an approval bound to the decision's payload hash."""
     now = timezone.now()
     if not awaiting_approval:
         notify_runners()  # delivered when the caller's transaction commits
-    return WorkflowRun.objects.create(
+    run = WorkflowRun.objects.create(
         org_id=org_id,
         workspace_id=workspace_id,
         decision_id=decision_id,
@@ -49,3 +52,6 @@ def create_run(
         created_at=now,
         updated_at=now,
     )
+    if awaiting_approval:
+        request_approval(run, payload_hash=payload_hash)
+    return run

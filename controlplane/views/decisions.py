@@ -11,7 +11,7 @@ from django_htmx.middleware import HtmxDetails
 
 from controlplane import selectors
 from controlplane.forms import Cursor, DecisionFilterForm
-from controlplane.tenancy import current_org
+from controlplane.tenancy import can_approve, current_membership, current_org
 
 # htmx stops polling when a response has this status.
 HTMX_STOP_POLLING = 286
@@ -61,7 +61,8 @@ def decision_list(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 @vary_on_headers("HX-Request")
 def decision_detail(request: HtmxHttpRequest, decision_id: str) -> HttpResponse:
-    org = current_org(request)
+    membership = current_membership(request)
+    org = membership.org
     timeline = selectors.timeline(org, decision_id, all_rows=request.GET.get("rows") == "all")
     run = timeline.run
     live = run is not None and not run.is_terminal
@@ -70,4 +71,5 @@ def decision_detail(request: HtmxHttpRequest, decision_id: str) -> HttpResponse:
     if request.htmx:
         template += "#timeline"
         status = 200 if live else HTMX_STOP_POLLING
-    return render(request, template, {"org": org, "t": timeline, "live": live}, status=status)
+    context = {"org": org, "t": timeline, "live": live, "can_approve": can_approve(membership)}
+    return render(request, template, context, status=status)

@@ -159,8 +159,8 @@ def test_viewer_cannot_submit(client: Client, member: Any) -> None:
 
 
 def test_anonymous_cannot_submit_or_read(client: Client, workspace: Workspace) -> None:
-    assert post(client, load_fixture("seed_decision.json")).status_code == 403
-    assert client.get(URL).status_code == 403
+    assert post(client, load_fixture("seed_decision.json")).status_code == 401
+    assert client.get(URL).status_code == 401
     assert nothing_stored()
 
 

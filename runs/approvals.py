@@ -1,0 +1,163 @@
+"""Held runs: a person approves or rejects them, or they expire.
+
+The caller checks the person's role; this module enforces the rest: one decision per
+approval (concurrent clicks dispatch the run once), separation of duties, the payload
+hash the approval is bound to, and the time limit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from mutations.models import RuntimeEvent
+from mutations.services import record_event
+from runs.models import Approval, RunStatus, WorkflowRun
+from runs.wakeup import notify_runners
+
+
+class ApprovalRefused(Exception):
+    """The approval cannot be given or refused; ``conflict`` is False for a forbidden actor."""
+
+    def __init__(self, message: str, *, conflict: bool = True) -> None:
+        super().__init__(message)
+        self.conflict = conflict
+
+
+def approval_ttl() -> timedelta:
+    return timedelta(seconds=settings.BACKSTOP_APPROVAL_TTL_SECONDS)
+
+
+def request_approval(run: WorkflowRun, *, payload_hash: str) -> Approval:
+    now = timezone.now()
+    return Approval.objects.create(
+        org_id=run.org_id,
+        run=run,
+        payload_hash=payload_hash,
+        requested_at=now,
+        expires_at=now + approval_ttl(),
+    )
+
+
+def decide(
+    *,
+    run_id: str,
+    org_id: str,
+    approve: bool,
+    user_id: int,
+    actor: str,
+    payload_hash: str,
+    comment: str = "",
+) -> Approval:
+    """Approve (the run is dispatched) or reject (the run ends rejected) a held run."""
+    with transaction.atomic():
+        approval = (
+            Approval.objects.select_for_update()
+            .select_related("run", "decided_by")
+            .get(run_id=run_id, org_id=org_id)
+        )
+        now = timezone.now()
+        if approval.status != Approval.Status.PENDING:
+            who = f" by {approval.decided_by}" if approval.decided_by else ""
+            raise ApprovalRefused(f"This run was already {approval.status}{who}.")
+        if now >= approval.expires_at:
+            _expire([approval], now)
+            raise ApprovalRefused(f"The approval expired at {approval.expires_at:%Y-%m-%d %H:%M}Z.")
+        run = approval.run
+        if run.requested_by == actor:
+            raise ApprovalRefused(
+                "Separation of duties: whoever submitted a decision cannot approve or reject it.",
+                conflict=False,
+            )
+        if payload_hash != approval.payload_hash:
+            raise ApprovalRefused("The decision differs from the one this approval was for.")
+        approval.status = Approval.Status.APPROVED if approve else Approval.Status.REJECTED
+        approval.decided_by_id = user_id
+        approval.decided_at = now
+        approval.comment = comment
+        approval.save(update_fields=["status", "decided_by", "decided_at", "comment"])
+        verb = "approved" if approve else "rejected"
+        fields: dict[str, object] = {"awaiting_approval": False, "updated_at": now}
+        if approve:
+            fields |= {"status": RunStatus.PENDING, "next_wake_at": now}
+        else:
+            fields |= {"status": RunStatus.REJECTED, "finished_at": now, "current_step_id": ""}
+        WorkflowRun.objects.filter(pk=run.pk).update(**fields)
+        _event(
+            run,
+            RuntimeEvent.Kind.APPROVAL_DECIDED,
+            user_id,
+            f"{actor} {verb} the run",
+            {"approval_id": approval.id, "decision": approval.status, "comment": comment},
+        )
+        if approve:
+            notify_runners()
+        else:
+            _event(
+                run,
+                RuntimeEvent.Kind.RUN_FINISHED,
+                user_id,
+                f"Run rejected by {actor}",
+                _terminal(run, RunStatus.REJECTED),
+            )
+    return approval
+
+
+def expire_due(now: datetime | None = None) -> int:
+    """End every held run whose approval ran out of time; return how many."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            Approval.objects.select_for_update(skip_locked=True)
+            .select_related("run")
+            .filter(status=Approval.Status.PENDING, expires_at__lte=now)[:100]
+        )
+        _expire(due, now)
+    return len(due)
+
+
+def _expire(approvals: list[Approval], now: datetime) -> None:
+    for approval in approvals:
+        approval.status = Approval.Status.EXPIRED
+        approval.save(update_fields=["status"])
+        run = approval.run
+        WorkflowRun.objects.filter(pk=run.pk, status=RunStatus.AWAITING_APPROVAL).update(
+            status=RunStatus.EXPIRED, awaiting_approval=False, finished_at=now, updated_at=now
+        )
+        _event(
+            run,
+            RuntimeEvent.Kind.RUN_FINISHED,
+            None,
+            "Nobody approved the run in time",
+            _terminal(run, RunStatus.EXPIRED),
+        )
+
+
+def _terminal(run: WorkflowRun, status: str) -> dict[str, object]:
+    return {
+        "workflow_run_id": run.run_id,
+        "terminal_status": status,
+        "failed_step_id": None,
+        "compensated_mutations": [],
+    }
+
+
+def _event(
+    run: WorkflowRun, kind: str, user_id: int | None, summary: str, payload: dict[str, object]
+) -> None:
+    record_event(
+        org_id=run.org_id,
+        workspace_id=run.workspace_id,
+        user_id=user_id,
+        decision_id=run.decision_id,
+        run_id=run.run_id,
+        trace_id=run.trace_id,
+        surface="dashboard" if user_id else "decision_runtime",
+        kind=kind,
+        policy_ids=run.policy_ids,
+        delta_summary=summary,
+        payload=payload,
+    )
