@@ -22,7 +22,8 @@ from django.db.models import Max, Min
 from rich.progress import Progress
 
 from controlplane.models import Organization, ServiceAccount, Workspace
-from controlplane.services import POLICY_DIR, activate_policy, submit_decision
+from controlplane.policy_versions import activate_policy
+from controlplane.services import POLICY_DIR, submit_decision
 from mutations.ids import new_id
 from mutations.models import RuntimeEvent, SandboxCampaign, SandboxFault
 from runs.models import TERMINAL_STATUSES, StepExecution, WorkflowRun

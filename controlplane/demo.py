@@ -11,8 +11,9 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from controlplane.models import Membership, Organization, Role, ServiceAccount, Workspace
+from controlplane.policy_versions import activate_policy
 from controlplane.serializers import DecisionInSerializer
-from controlplane.services import POLICY_DIR, Submission, activate_policy, submit_decision
+from controlplane.services import POLICY_DIR, Submission, submit_decision
 from mutations.connectors.sandbox import SANDBOX_PLATFORMS
 from mutations.models import SandboxCampaign, SandboxFault
 from mutations.services import CLI_SURFACE

@@ -21,6 +21,7 @@ OUTCOMES = ("allow", "require_human", "deny")
 SEVERITY = {outcome: rank for rank, outcome in enumerate(OUTCOMES)}
 FAIL_CLOSED = "require_human"
 AUTO_EXECUTABLE_RULE = "auto-executable-false"
+IRREVERSIBLE_RULE = "irreversible-needs-explicit-allow"
 
 NUMERIC_OPERATORS = frozenset({"gt", "gte", "lt", "lte"})
 LIST_OPERATORS = frozenset({"in", "not_in"})
@@ -42,6 +43,7 @@ INPUT_KEYS = frozenset(
         "env",
         "approval_present",
         "workflow_id",
+        "topic",
         "side_effect",
         "compensation_declared",
         "rollback_supported",
@@ -109,6 +111,16 @@ class Rule:
     def matches(self, inputs: dict[str, Any]) -> bool:
         return all(c.holds(inputs) for c in self.conditions)
 
+    @property
+    def names_irreversibility(self) -> bool:
+        """Whether the rule was written for irreversible actions, so its allow is explicit."""
+        return any(
+            (c.key == "rollback_supported" and c.operator == "eq" and c.operand is False)
+            or (c.key == "reversibility" and c.operator == "eq" and c.operand == "irreversible")
+            or (c.key == "reversibility" and c.operator == "in" and "irreversible" in c.operand)
+            for c in self.conditions
+        )
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -132,6 +144,11 @@ class Policy:
         else:
             outcome, deciding = self.default, []
         matched_ids = [r.id for r in matched]
+        explicit = any(r.names_irreversibility for r in matched if r.decision == "allow")
+        if outcome == "allow" and inputs.get("rollback_supported") is False and not explicit:
+            # An action that cannot be undone runs only where a rule says so explicitly.
+            outcome, deciding = FAIL_CLOSED, [IRREVERSIBLE_RULE]
+            matched_ids.append(IRREVERSIBLE_RULE)
         if inputs.get("auto_executable") is False and outcome == "allow":
             # An agent that says its decision is not auto-executable is always held.
             outcome, deciding = FAIL_CLOSED, [AUTO_EXECUTABLE_RULE]
@@ -244,7 +261,7 @@ def parse_policy(text: str) -> Policy:
         seen.setdefault(rule.id, index)
         rules.append(rule)
     if problems:
-        raise PolicyInvalid(problems)
+        raise PolicyInvalid(sorted(problems, key=lambda p: p.line or 0))
     return Policy(version=str(version), default=str(default), rules=tuple(rules))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from controlplane.exceptions import DecisionConflict
-from controlplane.models import Decision, PolicyEvaluation, PolicyVersion, Workspace
-from controlplane.policy import FAIL_CLOSED, Evaluation, Policy, parse_policy
+from controlplane.models import Decision, PolicyEvaluation, Workspace
+from controlplane.policy_versions import evaluate_policy
 from mutations.ids import new_id
 from mutations.models import RuntimeEvent
 from mutations.services import record_event
@@ -184,47 +183,3 @@ def _parse_time(value: str) -> datetime:
     if moment is None:
         raise ValueError(f"{value!r} is not an ISO 8601 date and time.")
     return moment
-
-
-def evaluate_policy(
-    workspace: Workspace, inputs: dict[str, Any]
-) -> tuple[PolicyVersion | None, Evaluation]:
-    """Evaluate the workspace's active policy; with none active, hold (fail closed)."""
-    active = PolicyVersion.objects.filter(workspace=workspace, is_active=True).first()
-    if active is None:
-        return None, Evaluation(FAIL_CLOSED, [], [])
-    return active, _parsed(active.text).evaluate(inputs)
-
-
-@functools.lru_cache(maxsize=32)
-def _parsed(text: str) -> Policy:
-    return parse_policy(text)
-
-
-def activate_policy(*, workspace: Workspace, text: str, activated_by: str) -> PolicyVersion:
-    """Store a policy text and make it the workspace's active version.
-
-    An invalid text raises PolicyInvalid and the active version stays as it was.
-    """
-    policy = parse_policy(text)
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    with transaction.atomic():
-        version, _ = PolicyVersion.objects.get_or_create(
-            workspace=workspace,
-            version=policy.version,
-            defaults={"org_id": workspace.org_id, "text": text, "sha256": digest},
-        )
-        if version.sha256 != digest:
-            raise ValueError(
-                f"Policy version {policy.version} already exists with a different text; "
-                "give the new text a new version."
-            )
-        PolicyVersion.objects.filter(workspace=workspace, is_active=True).exclude(
-            pk=version.pk
-        ).update(is_active=False)
-        if not version.is_active:
-            version.is_active = True
-            version.activated_at = timezone.now()
-            version.activated_by = activated_by
-            version.save(update_fields=["is_active", "activated_at", "activated_by"])
-    return version

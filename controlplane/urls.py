@@ -31,6 +31,8 @@ urlpatterns = [
     path("runs/<str:run_id>/reject/", views.decide, {"verdict": "reject"}, name="run-reject"),
     path("drills/", views.drills, name="drills"),
     path("policies/", views.policies, name="policies"),
+    path("tokens/", views.tokens, name="tokens"),
+    path("tokens/<int:token_id>/revoke/", views.revoke, name="token-revoke"),
     path("org/", views.switch_org, name="switch-org"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

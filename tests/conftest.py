@@ -14,8 +14,9 @@ from controlplane.models import (
     ServiceAccount,
     Workspace,
 )
+from controlplane.policy_versions import activate_policy
 from controlplane.serializers import DecisionInSerializer
-from controlplane.services import POLICY_DIR, activate_policy, submit_decision
+from controlplane.services import POLICY_DIR, submit_decision
 from mutations.ids import new_id
 from mutations.models import SandboxCampaign
 from runs.runner import Worker

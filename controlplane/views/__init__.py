@@ -1,5 +1,6 @@
+from controlplane.views.admin_pages import policies, revoke, tokens
 from controlplane.views.decisions import decision_detail, decision_list
-from controlplane.views.organizations import approvals, decide, drills, policies, switch_org
+from controlplane.views.organizations import approvals, decide, drills, switch_org
 from controlplane.views.runs import run_detail, run_evidence_download, run_rollback
 
 __all__ = [
@@ -9,8 +10,10 @@ __all__ = [
     "decision_list",
     "drills",
     "policies",
+    "revoke",
     "run_detail",
     "run_evidence_download",
     "run_rollback",
     "switch_org",
+    "tokens",
 ]

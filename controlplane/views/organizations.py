@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from controlplane import selectors
 from controlplane.approvals import decide_held_run
-from controlplane.models import Membership, PolicyVersion
+from controlplane.models import Membership
 from controlplane.selectors import HeldRun
 from controlplane.tenancy import SESSION_ORG, can_approve, current_membership, current_org
 from runs.approvals import ApprovalRefused
@@ -84,15 +84,3 @@ def drills(request: HttpRequest) -> HttpResponse:
         .order_by("-created_at")[:RECENT]
     )
     return render(request, "controlplane/drills.html", {"org": org, "runs": runs})
-
-
-@require_GET
-@login_required
-def policies(request: HttpRequest) -> HttpResponse:
-    org = current_org(request)
-    versions = (
-        PolicyVersion.objects.filter(org=org)
-        .select_related("workspace")
-        .order_by("-is_active", "-activated_at")
-    )
-    return render(request, "controlplane/policies.html", {"org": org, "versions": versions})

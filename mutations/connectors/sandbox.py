@@ -122,7 +122,7 @@ class SandboxConnector:
             changed = campaigns.filter(daily_budget_micros__gte=-delta).update(
                 daily_budget_micros=F("daily_budget_micros") + delta, updated_at=now
             )
-        elif change.mutation_type == "set_status":
+        elif change.mutation_type in ("set_status", "delete_campaign"):
             changed = campaigns.update(status=change.payload["status"], updated_at=now)
         else:
             raise FatalError(

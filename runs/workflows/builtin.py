@@ -8,7 +8,14 @@ from typing import Any
 
 from mutations.connectors import Change, known_platforms
 from runs.retry import RetryPolicy
-from runs.workflows.registry import Compensation, DecisionDoc, Step, Workflow, register
+from runs.workflows.registry import (
+    Compensation,
+    DecisionDoc,
+    Reversibility,
+    Step,
+    Workflow,
+    register,
+)
 
 MICROS_PER_UNIT = 1_000_000
 SUPPORTED_CURRENCIES = ("USD",)
@@ -132,6 +139,7 @@ execute_rebalance_spend = register(
         id="execute_rebalance_spend",
         version=1,
         decision_type="rebalance_spend",
+        topic="ads.budget",
         description="Move a daily budget from one channel to another.",
         scope=lambda d: {
             _action(d)["source_channel"]: dict(_action(d)["scope"]),
@@ -168,6 +176,7 @@ adjust_budget = register(
         id="adjust_budget",
         version=1,
         decision_type="adjust_budget",
+        topic="ads.budget",
         description="Raise or lower one channel's daily budget.",
         scope=lambda d: {_action(d)["channel"]: dict(_action(d)["scope"])},
         validate_action=validate_adjust_budget,
@@ -189,6 +198,7 @@ pause_campaign = register(
         id="pause_campaign",
         version=1,
         decision_type="pause_campaign",
+        topic="ads.status",
         description="Pause the campaigns of a channel in a scope.",
         scope=lambda d: {_action(d)["channel"]: dict(_action(d)["scope"])},
         validate_action=validate_pause,
@@ -200,6 +210,31 @@ pause_campaign = register(
                     id="resume_channel_campaign",
                     build=lambda c: status_change(c.platform, c.target, "active"),
                 ),
+            ),
+        ),
+    )
+)
+
+delete_campaign = register(
+    Workflow(
+        id="delete_campaign",
+        version=1,
+        decision_type="delete_campaign",
+        topic="ads.delete",
+        description="Delete the campaign of a channel in a scope. It cannot be undone.",
+        scope=lambda d: {_action(d)["channel"]: dict(_action(d)["scope"])},
+        validate_action=validate_pause,
+        steps=(
+            Step(
+                id="delete_channel_campaign",
+                build=lambda d: Change(
+                    platform=_action(d)["channel"],
+                    mutation_type="delete_campaign",
+                    payload={"status": "deleted"},
+                    target=dict(_action(d)["scope"]),
+                ),
+                no_rollback_reason="a deleted campaign cannot be restored",
+                reversibility=Reversibility.IRREVERSIBLE,
             ),
         ),
     )

@@ -58,6 +58,7 @@ class Workflow:
     scope: Callable[[DecisionDoc], dict[str, dict[str, Any]]]
     validate_action: Callable[[Mapping[str, Any]], dict[str, str]]
     description: str = ""
+    topic: str = ""  # what policies match on, e.g. "ads.budget"; the decision type by default
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -69,6 +70,7 @@ class Workflow:
         """Return the action contract the policy gate evaluates."""
         return {
             "workflow_id": self.id,
+            "topic": self.topic or self.decision_type,
             "side_effect": bool(self.steps),
             "compensation_declared": all(s.compensation for s in self.steps),
             "rollback_supported": all(
