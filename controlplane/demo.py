@@ -22,7 +22,7 @@ DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 DEMO_USERS = {"operator": Role.OPERATOR, "approver": Role.APPROVER, "admin": Role.ADMIN}
 AGENT_NAME = "decision-runtime-cron"
 SEED_DECISION_ID = "dec_01J1B7K9C8N3RXQK9VPYZW2QF4"
-DEMO_BUDGETS_MICROS = {"meta": 5_000_000_000, "google": 3_000_000_000}
+DEMO_BUDGETS_MICROS = {"meta": 20_000_000_000, "google": 12_000_000_000}
 
 
 def demo_password() -> str:

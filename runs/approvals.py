@@ -55,13 +55,13 @@ def decide(
     """Approve (the run is dispatched) or reject (the run ends rejected) a held run."""
     with transaction.atomic():
         approval = (
-            Approval.objects.select_for_update()
-            .select_related("run", "decided_by")
+            Approval.objects.select_for_update(of=("self",))
+            .select_related("run")
             .get(run_id=run_id, org_id=org_id)
         )
         now = timezone.now()
         if approval.status != Approval.Status.PENDING:
-            who = f" by {approval.decided_by}" if approval.decided_by else ""
+            who = f" by {approval.decided_by}" if approval.decided_by_id else ""
             raise ApprovalRefused(f"This run was already {approval.status}{who}.")
         if now >= approval.expires_at:
             _expire([approval], now)
@@ -111,7 +111,7 @@ def expire_due(now: datetime | None = None) -> int:
     now = now or timezone.now()
     with transaction.atomic():
         due = list(
-            Approval.objects.select_for_update(skip_locked=True)
+            Approval.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("run")
             .filter(status=Approval.Status.PENDING, expires_at__lte=now)[:100]
         )

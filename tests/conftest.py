@@ -47,7 +47,7 @@ def workspace(org: Organization) -> Workspace:
     activate_policy(
         workspace=ws, text=(POLICY_DIR / "budget_policy_v1.yaml").read_text(), activated_by="test"
     )
-    for platform, budget in (("meta", 5_000_000_000), ("google", 3_000_000_000)):
+    for platform, budget in (("meta", 20_000_000_000), ("google", 12_000_000_000)):
         SandboxCampaign.objects.create(
             org=org,
             platform=platform,

@@ -102,7 +102,7 @@ def test_snapshot_lists_the_scope_without_volatile_fields(workspace: Workspace) 
             "campaign_id": "google-all-markets",
             "name": "google all",
             "market": "all",
-            "daily_budget_micros": 3_000_000_000,
+            "daily_budget_micros": 12_000_000_000,
             "status": "active",
         }
     ]

@@ -134,3 +134,51 @@ def test_ten_concurrent_rollback_retries_compensate_each_mutation_once_in_revers
     assert undone == ["undo_move_2", "undo_move_1"]  # LIFO, once each
     assert run.before_state_hash == run.after_state_hash
     assert SandboxOperation.objects.filter(idempotency_key__endswith=":compensate").count() == 2
+
+
+def test_twenty_concurrent_approvals_dispatch_the_run_once(
+    agent: ServiceAccount, django_user_model: Any
+) -> None:
+    from controlplane.models import Role
+    from runs.approvals import ApprovalRefused, decide
+
+    held = submit(agent, rebalance(amount=6000))
+    run = WorkflowRun.objects.get(decision=held)
+    approvers = [
+        django_user_model.objects.create_user(username=f"approver{n}", password="pw")
+        for n in range(20)
+    ]
+    for user in approvers:
+        agent.org.memberships.create(user=user, role=Role.APPROVER)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(20)
+
+    def approve(user: Any) -> None:
+        barrier.wait()
+        try:
+            decide(
+                run_id=run.run_id,
+                org_id=run.org_id,
+                approve=True,
+                user_id=user.pk,
+                actor=f"user:{user.username}",
+                payload_hash=held.payload_hash,
+            )
+            outcomes.append("approved")
+        except ApprovalRefused:
+            outcomes.append("refused")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=approve, args=(user,)) for user in approvers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["approved"] + ["refused"] * 19
+    assert run.events.filter(kind="approval_decided").count() == 1
+    drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    assert Mutation.objects.filter(run=run, status="success").count() == 2
