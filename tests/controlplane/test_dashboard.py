@@ -161,3 +161,18 @@ def test_drift_is_shown_in_red_when_a_compensated_run_did_not_restore_the_state(
     html = client.get("/decisions/dec_01J1B7K9C8N3RXQK9VPYZW2QF4/").content.decode()
     assert 'class="drift" role="alert"' in html
     assert "net change: zero" not in html
+
+
+def test_only_operators_and_admins_retry_a_rollback(
+    agent: ServiceAccount, client: Client, member: Any
+) -> None:
+    [decision] = factories.decisions(agent, 1)
+    run = decision.runs.get()
+    for role in (Role.VIEWER, Role.APPROVER):
+        client.force_login(member(f"someone-{role}", role))
+        assert client.post(f"/api/v1/runs/{run.run_id}/rollback/").status_code == 403
+        assert client.post(f"/runs/{run.run_id}/rollback/").status_code == 403
+    client.force_login(member("ops", Role.OPERATOR))
+    refused = client.post(f"/api/v1/runs/{run.run_id}/rollback/")
+    assert refused.status_code == 409  # allowed to ask; a completed run has nothing to retry
+    assert "only a compensation_failed run" in refused.json()["error"]["message"]
