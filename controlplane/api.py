@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -13,7 +14,8 @@ from rest_framework.response import Response
 from controlplane import selectors
 from controlplane.api_errors import error_body
 from controlplane.approvals import decide_held_run
-from controlplane.models import Decision
+from controlplane.drills import DrillRefused, start_drill, verify_drill
+from controlplane.models import Decision, Drill, Fault
 from controlplane.serializers import DecisionInSerializer
 from controlplane.services import submit_decision
 from controlplane.tenancy import (
@@ -195,3 +197,54 @@ def run_approve(request: Request, run_id: str) -> Response:
 def run_reject(request: Request, run_id: str) -> Response:
     """Reject a held run: it ends rejected and changes nothing."""
     return _decide(request, run_id, approve=False)
+
+
+class DrillInSerializer(serializers.Serializer[dict[str, Any]]):
+    workflow_id = serializers.CharField(max_length=100)
+    step_id = serializers.CharField(max_length=100)
+    fault = serializers.ChoiceField(choices=Fault.choices)
+
+
+def drill_body(drill: Drill) -> dict[str, Any]:
+    return {
+        "id": drill.id,
+        "workflow_id": drill.workflow_id,
+        "workflow_version": drill.workflow_version,
+        "step_id": drill.step_id,
+        "fault": drill.fault,
+        "expected_status": drill.expected_status,
+        "started_by": drill.started_by,
+        "started_at": drill.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "decision_id": drill.decision_id,
+        "run_id": drill.run_id,
+        "run_status": drill.run.status if drill.run else None,
+        "passed": drill.passed,
+        "checks": drill.checks,
+    }
+
+
+@api_view(["POST"])
+def drills(request: Request) -> Response:
+    """Start a drill: a real run on sandbox platforms with a planned fault."""
+    membership = current_membership(request)
+    if not can_operate(membership):
+        raise PermissionDenied("Only operators and admins may start drills.")
+    body = DrillInSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    try:
+        drill = start_drill(
+            workspace=submission_workspace(request, membership),
+            started_by=actor_of(request.user),
+            user_id=request.user.pk,
+            **body.validated_data,
+        )
+    except DrillRefused as refused:
+        raise ValidationError({"non_field_errors": [str(refused)]}) from None
+    return Response(drill_body(drill), status=status.HTTP_201_CREATED)
+
+
+@api_view(["GET"])
+def drill_detail(request: Request, drill_id: str) -> Response:
+    org = current_org(request)
+    drill = get_object_or_404(Drill.objects.select_related("run"), pk=drill_id, org=org)
+    return Response(drill_body(verify_drill(drill)))

@@ -227,3 +227,69 @@ class PolicyActivation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.policy} by {self.activated_by}"
+
+
+def _drill_id() -> str:
+    return new_id("drl")
+
+
+class Fault(models.TextChoices):
+    """The planned failure of a drill."""
+
+    RATE_LIMIT = "rate_limit", "rate limit until retries run out"
+    FATAL = "fatal", "fatal 4xx"
+    TIMEOUT = "timeout", "timeouts until retries run out"
+    TRANSIENT_BURST = "transient_burst", "5xx burst that recovers"
+    AMBIGUOUS = "ambiguous", "ambiguous success (applied, answer lost)"
+    COMPENSATION_FAILS = "compensation_fails", "the step fails and a compensation fails too"
+
+
+class DrillPlan(models.Model):
+    """A drill to repeat on a schedule."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="drill_plans")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE)
+    workflow_id = models.CharField(max_length=100)
+    step_id = models.CharField(max_length=100)
+    fault = models.CharField(max_length=30, choices=Fault.choices)
+    every_seconds = models.PositiveIntegerField(help_text="How often it repeats.")
+    next_run_at = models.DateTimeField()
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["next_run_at"], condition=models.Q(enabled=True), name="plan_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}:{self.step_id} {self.fault} every {self.every_seconds}s"
+
+
+class Drill(models.Model):
+    """One rehearsed failure: a real run on sandbox platforms, and the checks of its evidence."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=_drill_id)
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="drills")
+    plan = models.ForeignKey(DrillPlan, on_delete=models.SET_NULL, null=True, related_name="drills")
+    workflow_id = models.CharField(max_length=100)
+    workflow_version = models.PositiveIntegerField()
+    step_id = models.CharField(max_length=100)
+    fault = models.CharField(max_length=30, choices=Fault.choices)
+    expected_status = models.CharField(max_length=30)
+    started_by = models.CharField(max_length=150)
+    started_at = models.DateTimeField()
+    decision = models.OneToOneField(Decision, on_delete=models.PROTECT, related_name="drill")
+    run = models.OneToOneField(
+        "runs.WorkflowRun", on_delete=models.PROTECT, related_name="drill", null=True
+    )
+    checks = models.JSONField(default=list)
+    passed = models.BooleanField(null=True, help_text="Empty until the run has finished.")
+    verified_at = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.workflow_id}:{self.step_id} {self.fault}"

@@ -46,6 +46,7 @@ def submit_decision(
     requested_by: str,
     surface: str,
     user_id: int | None = None,
+    drill: bool = False,
 ) -> Submission:
     """Store a validated decision, evaluate the policy, and start or hold its run.
 
@@ -59,7 +60,7 @@ def submit_decision(
         return _replay(existing, workspace, digest)
     try:
         with transaction.atomic():
-            decision = _receive(workspace, document, digest, requested_by, surface, user_id)
+            decision = _receive(workspace, document, digest, requested_by, surface, user_id, drill)
     except IntegrityError:
         # The same id arrived twice at once; the first one won.
         return _replay(Decision.objects.get(pk=document["id"]), workspace, digest)
@@ -79,6 +80,7 @@ def _receive(
     requested_by: str,
     surface: str,
     user_id: int | None,
+    drill: bool,
 ) -> Decision:
     workflow = workflow_for(document["type"])
     if workflow is None:
@@ -151,9 +153,13 @@ def _receive(
         },
         **common,
     )
-    if evaluation.outcome == PolicyEvaluation.Outcome.DENY:
+    if drill:
+        # A drill touches sandbox platforms only: the gate's outcome is recorded, not obeyed.
+        held = False
+    elif evaluation.outcome == PolicyEvaluation.Outcome.DENY:
         return decision
-    held = evaluation.outcome == PolicyEvaluation.Outcome.REQUIRE_HUMAN
+    else:
+        held = evaluation.outcome == PolicyEvaluation.Outcome.REQUIRE_HUMAN
     run = create_run(
         org_id=workspace.org_id,
         workspace_id=workspace.id,
@@ -165,6 +171,7 @@ def _receive(
         policy_ids=evaluation.matched_rule_ids,
         payload_hash=digest,
         awaiting_approval=held,
+        is_drill=drill,
     )
     if held:
         record_event(

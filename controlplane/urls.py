@@ -14,6 +14,8 @@ api_v1 = [
     path("runs/<str:run_id>/evidence/", api.run_evidence, name="api-run-evidence"),
     path("runs/<str:run_id>/rollback/", api.run_rollback, name="api-run-rollback"),
     path("runs/<str:run_id>/approve/", api.run_approve, name="api-run-approve"),
+    path("drills/", api.drills, name="api-drills"),
+    path("drills/<str:drill_id>/", api.drill_detail, name="api-drill"),
     path("runs/<str:run_id>/reject/", api.run_reject, name="api-run-reject"),
 ]
 
@@ -30,6 +32,10 @@ urlpatterns = [
     path("runs/<str:run_id>/approve/", views.decide, {"verdict": "approve"}, name="run-approve"),
     path("runs/<str:run_id>/reject/", views.decide, {"verdict": "reject"}, name="run-reject"),
     path("drills/", views.drills, name="drills"),
+    path("drills/start/", views.start, name="drill-start"),
+    path("drills/all/", views.start_all, name="drill-all"),
+    path("drills/schedule/", views.schedule, name="drill-schedule"),
+    path("drills/<str:drill_id>/", views.drill_detail, name="drill"),
     path("policies/", views.policies, name="policies"),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:token_id>/revoke/", views.revoke, name="token-revoke"),

@@ -15,11 +15,11 @@ from django.db.models import Min
 from django.utils import timezone
 from ulid import ULID
 
-from runs.approvals import expire_due
 from runs.claims import claim_runs
 from runs.engine import Engine, RunState, lease_seconds
 from runs.exceptions import LeaseLost
 from runs.models import WorkflowRun
+from runs.periodic import Periodic
 from runs.wakeup import Listener, notify_runners
 
 logger = logging.getLogger("runs.runner")
@@ -107,10 +107,12 @@ class Worker:
 
     def _loop(self, worker_id: str, *, until_idle: bool, once: bool) -> None:
         engine = Engine(worker_id=worker_id)
+        housekeeping = Periodic()
         while not self.stopping.is_set():
             if not connection.in_atomic_block:
                 close_old_connections()
             self.wake.clear()
+            housekeeping.run_due()
             claimed = claim_runs(engine, self.batch_size)
             for index, state in enumerate(claimed):
                 if self.stopping.is_set():
@@ -123,7 +125,6 @@ class Worker:
                 return
             if claimed:
                 continue
-            expire_due()
             next_due = self._next_due()
             if until_idle and next_due is None:
                 return

@@ -20,3 +20,8 @@ def utc(value: Any) -> str:
 @register.filter
 def short_time(value: Any) -> str:
     return value.strftime("%H:%M:%SZ") if value else ""
+
+
+@register.filter
+def get_item(mapping: Any, key: Any) -> Any:
+    return mapping.get(key, []) if mapping else []

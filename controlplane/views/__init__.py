@@ -1,6 +1,7 @@
 from controlplane.views.admin_pages import policies, revoke, tokens
 from controlplane.views.decisions import decision_detail, decision_list
-from controlplane.views.organizations import approvals, decide, drills, switch_org
+from controlplane.views.drills import drill_detail, drills, schedule, start, start_all
+from controlplane.views.organizations import approvals, decide, switch_org
 from controlplane.views.runs import run_detail, run_evidence_download, run_rollback
 
 __all__ = [
@@ -8,12 +9,16 @@ __all__ = [
     "decide",
     "decision_detail",
     "decision_list",
+    "drill_detail",
     "drills",
     "policies",
     "revoke",
     "run_detail",
     "run_evidence_download",
     "run_rollback",
+    "schedule",
+    "start",
+    "start_all",
     "switch_org",
     "tokens",
 ]

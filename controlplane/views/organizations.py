@@ -14,7 +14,7 @@ from controlplane import selectors
 from controlplane.approvals import decide_held_run
 from controlplane.models import Membership
 from controlplane.selectors import HeldRun
-from controlplane.tenancy import SESSION_ORG, can_approve, current_membership, current_org
+from controlplane.tenancy import SESSION_ORG, can_approve, current_membership
 from runs.approvals import ApprovalRefused
 from runs.models import Approval, RunStatus, WorkflowRun
 
@@ -72,15 +72,3 @@ def decide(request: HttpRequest, run_id: str, verdict: str) -> HttpResponse:
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = reverse("approvals")
     return redirect(target)
-
-
-@require_GET
-@login_required
-def drills(request: HttpRequest) -> HttpResponse:
-    org = current_org(request)
-    runs = (
-        WorkflowRun.objects.filter(org=org, is_drill=True)
-        .select_related("decision")
-        .order_by("-created_at")[:RECENT]
-    )
-    return render(request, "controlplane/drills.html", {"org": org, "runs": runs})

@@ -36,6 +36,15 @@ def known_platforms() -> list[str]:
     return sorted(_CONNECTORS)
 
 
+def register_connector(connector: Connector) -> None:
+    """Add (or replace) the connector of a platform."""
+    _CONNECTORS[connector.platform] = connector
+
+
+def unregister_connector(platform: str) -> None:
+    _CONNECTORS.pop(platform, None)
+
+
 __all__ = [
     "AmbiguousOutcome",
     "Change",
@@ -48,4 +57,6 @@ __all__ = [
     "UnknownPlatformError",
     "get_connector",
     "known_platforms",
+    "register_connector",
+    "unregister_connector",
 ]

@@ -59,6 +59,7 @@ class AmbiguousOutcome(PlatformError):
 class Connector(Protocol):
     platform: str
     api_name: str
+    sandbox: bool  # simulated: drills may only ever touch sandbox connectors
 
     def apply(
         self, *, org_id: str, idempotency_key: str, change: Change, timeout: float

@@ -46,6 +46,8 @@ def utc_iso(moment: Any) -> str:
 
 
 class SandboxConnector:
+    sandbox = True
+
     def __init__(self, platform: str, api_name: str) -> None:
         self.platform = platform
         self.api_name = api_name

@@ -132,5 +132,16 @@ def workflow_for(decision_type: str) -> Workflow | None:
     return max(matches, key=lambda w: w.version, default=None)
 
 
+def latest_workflow(workflow_id: str) -> Workflow | None:
+    versions = [w for (wid, _), w in _REGISTRY.items() if wid == workflow_id]
+    return max(versions, key=lambda w: w.version, default=None)
+
+
+def all_workflows() -> list[Workflow]:
+    """Return the newest version of every registered workflow, by id."""
+    ids = sorted({wid for wid, _ in _REGISTRY})
+    return [w for w in (latest_workflow(wid) for wid in ids) if w is not None]
+
+
 def decision_types() -> list[str]:
     return sorted({w.decision_type for w in _REGISTRY.values()})
