@@ -182,3 +182,29 @@ def test_twenty_concurrent_approvals_dispatch_the_run_once(
     run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED
     assert Mutation.objects.filter(run=run, status="success").count() == 2
+
+
+def test_due_drill_is_started_once_by_three_runners(
+    agent: ServiceAccount, runners: Runners
+) -> None:
+    from django.utils import timezone
+
+    from controlplane.models import Drill, DrillPlan
+
+    plan = DrillPlan.objects.create(
+        org=agent.org,
+        workspace=agent.workspace,
+        workflow_id="execute_rebalance_spend",
+        step_id="credit_target_channel",
+        fault="rate_limit",
+        every_seconds=604_800,
+        next_run_at=timezone.now(),
+        created_by="user:ops",
+    )
+    processes = [runners.start("--until-idle") for _ in range(3)]
+    for process in processes:
+        assert process.wait(timeout=60) == 0, stderr_of(process)
+
+    drills = Drill.objects.filter(plan=plan)
+    assert drills.count() == 1
+    assert WorkflowRun.objects.get(pk=drills.get().run_id).status == RunStatus.COMPENSATED
