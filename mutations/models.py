@@ -14,8 +14,24 @@ class AppendOnlyError(Exception):
     """Raised on an attempt to change or remove an evidence row."""
 
 
+class AppendOnlyQuerySet(models.QuerySet[Any]):
+    """Refuses the bulk changes that would bypass ``save`` and ``delete``."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only; write a new row.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only and cannot be deleted.")
+
+    def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only; write a new row.")
+
+
 class AppendOnlyModel(models.Model):
-    """A row that can be inserted once and never updated or deleted."""
+    """A row that can be inserted once and never updated or deleted (and, on PostgreSQL,
+    triggers refuse UPDATE, DELETE and TRUNCATE in the database too)."""
+
+    objects = AppendOnlyQuerySet.as_manager()
 
     class Meta:
         abstract = True

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from controlplane.models import (
     Decision,
@@ -27,6 +28,20 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 def load_fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
+    """Let the test database be emptied between tests: its evidence tables refuse TRUNCATE
+    unless a session allows it (mutations/migrations/0006_append_only_triggers.py)."""
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"ALTER DATABASE {connection.settings_dict['NAME']} "
+                    "SET backstop.allow_truncate = 'on'"
+                )
+            connection.close()
 
 
 @pytest.fixture(autouse=True)
