@@ -7,10 +7,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from controlplane.models import Decision, PolicyEvaluation, ServiceAccount
 from controlplane.services import payload_hash
+from mutations import chain
 from mutations.ids import new_id
 from mutations.models import Mutation
 from runs.models import RunStatus, WorkflowRun
@@ -122,4 +124,6 @@ def mutations(decision: Decision, pairs: int) -> list[Mutation]:
             created_at=start + timedelta(milliseconds=2 * n + 1),
         )
         rows += [change, undo]
-    return Mutation.objects.bulk_create(rows)
+    with transaction.atomic():
+        chain.link(*rows)
+        return Mutation.objects.bulk_create(rows)

@@ -86,6 +86,10 @@ class Mutation(AppendOnlyModel):
     )
     created_at = models.DateTimeField()
     error_message = models.TextField(null=True)
+    # The org's hash chain: each entry commits to the one before it (mutations/chain.py).
+    sequence = models.BigIntegerField(default=0)
+    prev_hash = models.CharField(max_length=64, default="")
+    entry_hash = models.CharField(max_length=64, default="")
 
     class Meta:
         ordering: ClassVar[list[str]] = ["created_at", "mutation_id"]
@@ -99,6 +103,7 @@ class Mutation(AppendOnlyModel):
                 condition=models.Q(status__in=["success", "rolled_back"]),
                 name="mutation_applied_once_per_key",
             ),
+            models.UniqueConstraint(fields=["org", "sequence"], name="mutation_chain_position"),
         ]
 
     def __str__(self) -> str:
@@ -230,3 +235,21 @@ class SandboxFault(models.Model):
 
     def __str__(self) -> str:
         return f"{self.platform} {self.kind}"
+
+
+class LogHead(models.Model):
+    """The newest entry of an org's Mutation Log chain; appending locks this row."""
+
+    org = models.OneToOneField(
+        "controlplane.Organization", on_delete=models.CASCADE, primary_key=True
+    )
+    sequence = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="")
+    verified_sequence = models.BigIntegerField(default=0)
+    verified_hash = models.CharField(max_length=64, default="")
+    verified_at = models.DateTimeField(null=True)
+    broken_at = models.BigIntegerField(null=True, help_text="First entry that failed to verify.")
+    broken_reason = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.org_id} at {self.sequence}"

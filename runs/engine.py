@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from mutations import chain
 from mutations.connectors import PlatformError, TransientError, get_connector
 from mutations.hashing import snapshot_scope, state_hash
 from mutations.models import Mutation, RuntimeEvent
@@ -492,7 +493,7 @@ class Engine:
         else:
             status = Mutation.Status.SUCCESS if error_message is None else Mutation.Status.FAILED
             actor = run.requested_by
-        return Mutation.objects.create(
+        mutation = Mutation(
             org_id=run.org_id,
             decision_id=run.decision_id,
             run=run,
@@ -509,6 +510,9 @@ class Engine:
             created_at=started_at,
             error_message=error_message,
         )
+        chain.link(mutation)
+        mutation.save()
+        return mutation
 
     @contextmanager
     def _recording(self) -> Iterator[None]:
