@@ -12,6 +12,7 @@ from django_htmx.middleware import HtmxDetails
 from controlplane import selectors
 from controlplane.forms import Cursor, DecisionFilterForm
 from controlplane.tenancy import can_approve, current_membership, current_org
+from mutations.models import LogHead
 
 # htmx stops polling when a response has this status.
 HTMX_STOP_POLLING = 286
@@ -48,6 +49,7 @@ def decision_list(request: HtmxHttpRequest) -> HttpResponse:
         template += "#rows"
     context = {
         "org": org,
+        "log": LogHead.objects.filter(org=org).first(),
         "rows": rows,
         "form": form,
         "next_query": next_query,

@@ -4,6 +4,7 @@ import json
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management.base import CommandError
@@ -111,3 +112,19 @@ def test_forged_checkpoint_is_refused(
     point = chain.make_checkpoint(log[0].org_id)
     monkeypatch.setenv("BACKSTOP_CHECKPOINT_KEY", "a guessed key")
     assert "signature is not valid" in chain.verify_checkpoint(point).reason
+
+
+def test_dashboard_shows_the_chain_status(
+    log: list[Mutation], by_hand: None, client: Any, member: Any
+) -> None:
+    from controlplane.models import Role
+
+    client.force_login(member("viewer", Role.VIEWER))
+    chain.record_verification(chain.verify(log[0].org_id))
+    assert "verified up to entry 6" in client.get("/decisions/").content.decode()
+    raw(
+        "UPDATE mutations_mutation SET status = 'failed' WHERE mutation_id = %s", log[0].mutation_id
+    )
+    chain.record_verification(chain.verify(log[0].org_id))
+    page = client.get("/decisions/").content.decode()
+    assert f"BROKEN — entry 1 ({log[0].mutation_id})" in page

@@ -208,3 +208,21 @@ def test_due_drill_is_started_once_by_three_runners(
     drills = Drill.objects.filter(plan=plan)
     assert drills.count() == 1
     assert WorkflowRun.objects.get(pk=drills.get().run_id).status == RunStatus.COMPENSATED
+
+
+def test_eight_runners_writing_10000_mutations_leave_a_chain_that_verifies(
+    agent: ServiceAccount, runners: Runners
+) -> None:
+    from mutations import chain
+
+    markets = make_markets(agent, 200)
+    plan = submit_mix(agent, 3334, markets, fail_every=1)  # 3 mutations each: 10,002
+
+    processes = [runners.start("--until-idle") for _ in range(8)]
+    for process in processes:
+        assert process.wait(timeout=600) == 0, stderr_of(process)
+
+    assert Mutation.objects.filter(org=agent.org).count() == 10_002
+    result = chain.verify(agent.org_id)
+    assert (result.ok, result.checked, result.last_sequence) == (True, 10_002, 10_002), result
+    assert_exactly_once(plan)
