@@ -130,6 +130,9 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     CSRF_TRUSTED_ORIGINS = [f"https://{host}" for host in ALLOWED_HOSTS]
 
+# A decision is a few kilobytes; refuse bodies far beyond that before parsing them.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 512 * 1024
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "decisions"
 LOGOUT_REDIRECT_URL = "login"
