@@ -14,15 +14,15 @@ from controlplane.tokens import create_token
 pytestmark = pytest.mark.django_db
 
 
-def routes(patterns: list[Any] | None = None, prefix: str = "") -> list[tuple[str, URLPattern]]:
-    found = []
+def routes(patterns: list[Any] | None = None, prefix: str = "") -> list[str]:
+    found: list[str] = []
     for entry in patterns if patterns is not None else get_resolver().url_patterns:
         if isinstance(entry, URLResolver):
             if "admin" in str(entry.pattern):
                 continue  # the Django admin is for staff of the whole installation
             found += routes(entry.url_patterns, prefix + str(entry.pattern))
-        else:
-            found.append((prefix + str(entry.pattern), entry))
+        elif isinstance(entry, URLPattern):
+            found.append(prefix + str(entry.pattern))
     return found
 
 
@@ -70,7 +70,7 @@ def test_every_object_route_is_404_across_orgs(
     other_org_ids: dict[str, str], clients: dict[str, Client]
 ) -> None:
     tried = 0
-    for pattern, route in routes():
+    for pattern in routes():
         url = fill(pattern, other_org_ids)
         if url is None or url == "/" + pattern:
             continue  # not object-scoped
