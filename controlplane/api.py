@@ -11,8 +11,10 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from controlplane import api_schema as schema
 from controlplane import selectors
 from controlplane.api_errors import error_body
+from controlplane.api_schema import document
 from controlplane.approvals import decide_held_run
 from controlplane.drills import DrillRefused, start_drill, verify_drill
 from controlplane.models import Decision, Drill, Fault
@@ -49,6 +51,12 @@ def decision_body(decision: Decision) -> dict[str, Any]:
     }
 
 
+@document(methods=["GET"], operation_id="decisions_list", responses={200: schema.DecisionList})
+@document(
+    methods=["POST"],
+    request=DecisionInSerializer,
+    responses={200: schema.DecisionOut, 201: schema.DecisionOut},
+)
 @api_view(["GET", "POST"])
 def decisions(request: Request) -> Response:
     """POST: submit a decision. GET: the newest decisions of your organization."""
@@ -85,6 +93,7 @@ def decisions(request: Request) -> Response:
     )
 
 
+@document(responses={200: schema.DecisionOut})
 @api_view(["GET"])
 def decision_detail(request: Request, decision_id: str) -> Response:
     decision = selectors.get_decision(current_org(request), decision_id)
@@ -99,6 +108,7 @@ def _queried_decision(request: Request) -> Decision:
     return selectors.get_decision(current_org(request), decision_id)
 
 
+@document(parameters=[schema.DECISION_ID], responses={200: schema.MutationQueryResult})
 @api_view(["GET"])
 def mutations(request: Request) -> Response:
     """The Mutation Log of one decision, in the order the changes were made."""
@@ -107,6 +117,7 @@ def mutations(request: Request) -> Response:
     return Response(query_result({"decision_id": decision.id}, entries))
 
 
+@document(parameters=[schema.DECISION_ID], responses={200: schema.EventQueryResult})
 @api_view(["GET"])
 def events(request: Request) -> Response:
     decision = _queried_decision(request)
@@ -115,12 +126,14 @@ def events(request: Request) -> Response:
     return Response(query_result({"decision_id": decision.id}, list(data)))
 
 
+@document(responses={200: WorkflowRunSerializer})
 @api_view(["GET"])
 def run_detail(request: Request, run_id: str) -> Response:
     run = selectors.get_run(current_org(request), run_id)
     return Response(WorkflowRunSerializer(run).data)
 
 
+@document(responses={200: schema.Evidence})
 @api_view(["GET"])
 def run_evidence(request: Request, run_id: str) -> Response:
     """The rollback evidence record of a run."""
@@ -128,6 +141,7 @@ def run_evidence(request: Request, run_id: str) -> Response:
     return Response(rollback_evidence(run))
 
 
+@document(request=None, responses={202: WorkflowRunSerializer})
 @api_view(["POST"])
 def run_rollback(request: Request, run_id: str) -> Response:
     """Retry the failed compensations of a compensation_failed run."""
@@ -187,12 +201,14 @@ def _decide(request: Request, run_id: str, *, approve: bool) -> Response:
     )
 
 
+@document(request=ApprovalSerializer, responses={200: schema.ApprovalResult})
 @api_view(["POST"])
 def run_approve(request: Request, run_id: str) -> Response:
     """Approve a held run: it is dispatched to the runners."""
     return _decide(request, run_id, approve=True)
 
 
+@document(request=ApprovalSerializer, responses={200: schema.ApprovalResult})
 @api_view(["POST"])
 def run_reject(request: Request, run_id: str) -> Response:
     """Reject a held run: it ends rejected and changes nothing."""
@@ -223,6 +239,7 @@ def drill_body(drill: Drill) -> dict[str, Any]:
     }
 
 
+@document(request=DrillInSerializer, responses={201: schema.DrillOut})
 @api_view(["POST"])
 def drills(request: Request) -> Response:
     """Start a drill: a real run on sandbox platforms with a planned fault."""
@@ -243,6 +260,7 @@ def drills(request: Request) -> Response:
     return Response(drill_body(drill), status=status.HTTP_201_CREATED)
 
 
+@document(responses={200: schema.DrillOut})
 @api_view(["GET"])
 def drill_detail(request: Request, drill_id: str) -> Response:
     org = current_org(request)
