@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -16,8 +15,8 @@ from controlplane import selectors
 from controlplane.api_errors import error_body
 from controlplane.api_schema import document
 from controlplane.approvals import decide_held_run
-from controlplane.drills import DrillRefused, start_drill, verify_drill
-from controlplane.models import Decision, Drill, Fault
+from controlplane.forms import Cursor, DecisionFilterForm
+from controlplane.models import Decision
 from controlplane.serializers import DecisionInSerializer
 from controlplane.services import submit_decision
 from controlplane.tenancy import (
@@ -51,7 +50,12 @@ def decision_body(decision: Decision) -> dict[str, Any]:
     }
 
 
-@document(methods=["GET"], operation_id="decisions_list", responses={200: schema.DecisionList})
+@document(
+    methods=["GET"],
+    operation_id="decisions_list",
+    parameters=schema.DECISION_FILTERS,
+    responses={200: schema.DecisionList},
+)
 @document(
     methods=["POST"],
     request=DecisionInSerializer,
@@ -76,8 +80,19 @@ def decisions(request: Request) -> Response:
         )
         code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
         return Response(decision_body(submission.decision), status=code)
-    org = current_org(request)
-    rows = selectors.decisions_for(org)[:LIST_LIMIT]
+    form = DecisionFilterForm(request.query_params)
+    if not form.is_valid():
+        raise ValidationError(
+            {field: [str(e) for e in errors] for field, errors in form.errors.items()}
+        )
+    rows, following = selectors.decision_page(
+        current_org(request), form.cleaned_data, size=LIST_LIMIT
+    )
+    next_url = None
+    if following is not None:
+        query = request.query_params.copy()
+        query["after"] = Cursor.encode(*following)
+        next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
     return Response(
         {
             "entries": [
@@ -88,16 +103,21 @@ def decisions(request: Request) -> Response:
                     "received_at": d.received_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 }
                 for d in rows
-            ]
+            ],
+            "next": next_url,
         }
     )
 
 
-@document(responses={200: schema.DecisionOut})
+@document(responses={200: schema.DecisionDetail})
 @api_view(["GET"])
 def decision_detail(request: Request, decision_id: str) -> Response:
-    decision = selectors.get_decision(current_org(request), decision_id)
-    return Response(decision_body(decision))
+    """A decision with its timeline: the Mutation Log entries and the runtime events."""
+    org = current_org(request)
+    decision = selectors.get_decision(org, decision_id)
+    mutations = [mutation_entry(m) for m in selectors.mutations_for(org, decision.id)]
+    events = RuntimeEventSerializer(selectors.events_for(org, decision.id), many=True).data
+    return Response({**decision_body(decision), "mutations": mutations, "events": events})
 
 
 def _queried_decision(request: Request) -> Decision:
@@ -213,56 +233,3 @@ def run_approve(request: Request, run_id: str) -> Response:
 def run_reject(request: Request, run_id: str) -> Response:
     """Reject a held run: it ends rejected and changes nothing."""
     return _decide(request, run_id, approve=False)
-
-
-class DrillInSerializer(serializers.Serializer[dict[str, Any]]):
-    workflow_id = serializers.CharField(max_length=100)
-    step_id = serializers.CharField(max_length=100)
-    fault = serializers.ChoiceField(choices=Fault.choices)
-
-
-def drill_body(drill: Drill) -> dict[str, Any]:
-    return {
-        "id": drill.id,
-        "workflow_id": drill.workflow_id,
-        "workflow_version": drill.workflow_version,
-        "step_id": drill.step_id,
-        "fault": drill.fault,
-        "expected_status": drill.expected_status,
-        "started_by": drill.started_by,
-        "started_at": drill.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "decision_id": drill.decision_id,
-        "run_id": drill.run_id,
-        "run_status": drill.run.status if drill.run else None,
-        "passed": drill.passed,
-        "checks": drill.checks,
-    }
-
-
-@document(request=DrillInSerializer, responses={201: schema.DrillOut})
-@api_view(["POST"])
-def drills(request: Request) -> Response:
-    """Start a drill: a real run on sandbox platforms with a planned fault."""
-    membership = current_membership(request)
-    if not can_operate(membership):
-        raise PermissionDenied("Only operators and admins may start drills.")
-    body = DrillInSerializer(data=request.data)
-    body.is_valid(raise_exception=True)
-    try:
-        drill = start_drill(
-            workspace=submission_workspace(request, membership),
-            started_by=actor_of(request.user),
-            user_id=request.user.pk,
-            **body.validated_data,
-        )
-    except DrillRefused as refused:
-        raise ValidationError({"non_field_errors": [str(refused)]}) from None
-    return Response(drill_body(drill), status=status.HTTP_201_CREATED)
-
-
-@document(responses={200: schema.DrillOut})
-@api_view(["GET"])
-def drill_detail(request: Request, drill_id: str) -> Response:
-    org = current_org(request)
-    drill = get_object_or_404(Drill.objects.select_related("run"), pk=drill_id, org=org)
-    return Response(drill_body(verify_drill(drill)))

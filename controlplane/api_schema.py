@@ -69,6 +69,7 @@ class DecisionListItem(DecisionInSerializer):
 
 class DecisionList(serializers.Serializer[Any]):
     entries = DecisionListItem(many=True)
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null.")
 
 
 class DecisionQuery(serializers.Serializer[Any]):
@@ -158,6 +159,7 @@ ERRORS = {
         (409, "Conflicts with the object's state."),
         (413, "Request body too large."),
         (415, "Send application/json."),
+        (429, "Too many requests from this token; retry later."),
     )
 }
 DECISION_ID = OpenApiParameter(
@@ -181,3 +183,68 @@ def document(
         parameters=parameters or [],
         responses={**ERRORS, **responses},
     )
+
+
+class DecisionDetail(DecisionOut):
+    mutations = MutationEntry(many=True)
+    events = RuntimeEventSerializer(many=True)
+
+
+class HeldRun(serializers.Serializer[Any]):
+    approval_id = serializers.CharField()
+    run_id = serializers.CharField()
+    decision_id = serializers.CharField()
+    summary = serializers.CharField()
+    reasoning = serializers.CharField()
+    requested_by = serializers.CharField()
+    held_by = serializers.ListField(child=serializers.CharField())
+    at_stake = serializers.CharField()
+    plan = serializers.ListField(child=serializers.DictField())
+    requested_at = serializers.CharField()
+    expires_at = serializers.CharField()
+
+
+class HeldList(serializers.Serializer[Any]):
+    entries = HeldRun(many=True)
+
+
+class DrillList(serializers.Serializer[Any]):
+    entries = DrillOut(many=True)
+
+
+class PolicyOut(serializers.Serializer[Any]):
+    id = serializers.CharField()
+    version = serializers.CharField()
+    workspace_id = serializers.CharField()
+    is_active = serializers.BooleanField()
+    sha256 = serializers.CharField()
+    activated_at = serializers.CharField(allow_null=True)
+    activated_by = serializers.CharField(allow_null=True)
+    text = serializers.CharField()
+
+
+class PolicyList(serializers.Serializer[Any]):
+    entries = PolicyOut(many=True)
+
+
+class PolicyCheck(serializers.Serializer[Any]):
+    valid = serializers.BooleanField()
+    version = serializers.CharField()
+    default = serializers.CharField()
+    rules = serializers.ListField(child=serializers.CharField())
+    active = PolicyOut(allow_null=True)
+
+
+DECISION_FILTERS = [
+    OpenApiParameter(name, str, OpenApiParameter.QUERY, description=text)
+    for name, text in (
+        ("q", "Text in the summary, or a dec_ id."),
+        ("status", "A run status, or denied."),
+        ("type", "A decision type."),
+        ("platform", "A platform the decision touches."),
+        ("received_from", "YYYY-MM-DD"),
+        ("received_to", "YYYY-MM-DD"),
+        ("drills", "only or exclude."),
+        ("after", "The cursor of the next page, from `next`."),
+    )
+]

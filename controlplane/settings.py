@@ -149,6 +149,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "controlplane.api_errors.handle_exception",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["controlplane.throttling.AgentRateThrottle"],
     "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%SZ",
 }
 
@@ -173,6 +174,9 @@ LOGGING = {
         "runs": {"handlers": ["console"], "level": os.environ.get("RUNNER_LOG_LEVEL", "INFO")},
     },
 }
+
+# Requests per token (agents); people's sessions are not limited.
+BACKSTOP_AGENT_RATE = os.environ.get("BACKSTOP_AGENT_RATE", "600/min")
 
 # Runner tunables. Tests set the delay scale to 0 so that retries do not sleep.
 BACKSTOP_RETRY_DELAY_SCALE = float(os.environ.get("BACKSTOP_RETRY_DELAY_SCALE", "1"))

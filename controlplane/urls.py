@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from controlplane import api, views
+from controlplane import api, api_resources, views
 
 api_v1 = [
     path("decisions/", api.decisions, name="api-decisions"),
@@ -15,8 +15,10 @@ api_v1 = [
     path("runs/<str:run_id>/evidence/", api.run_evidence, name="api-run-evidence"),
     path("runs/<str:run_id>/rollback/", api.run_rollback, name="api-run-rollback"),
     path("runs/<str:run_id>/approve/", api.run_approve, name="api-run-approve"),
-    path("drills/", api.drills, name="api-drills"),
-    path("drills/<str:drill_id>/", api.drill_detail, name="api-drill"),
+    path("approvals/", api_resources.approvals, name="api-approvals"),
+    path("drills/", api_resources.drills, name="api-drills"),
+    path("drills/<str:drill_id>/", api_resources.drill_detail, name="api-drill"),
+    path("policies/", api_resources.policies, name="api-policies"),
     path("runs/<str:run_id>/reject/", api.run_reject, name="api-run-reject"),
 ]
 
