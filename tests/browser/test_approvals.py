@@ -1,11 +1,13 @@
 """An approver decides held actions in Chromium."""
 
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page, expect
 
 from mutations.models import Mutation
 from runs.models import RunStatus, WorkflowRun
+from tests.browser.conftest import screenshot
 from tests.conftest import rebalance
 from tests.processes import Runners
 
@@ -21,12 +23,13 @@ def log_in(page: Page, live_server: Any, username: str) -> None:
 
 
 def test_approver_approves_and_watches_the_run_complete(
-    page: Page, live_server: Any, demo: None, runners: Runners
+    page: Page, live_server: Any, demo: None, runners: Runners, tmp_path: Path
 ) -> None:
     runners.start()
     log_in(page, live_server, "approver")
     card = page.locator("section.held", has_text="for the product launch")
     expect(card).to_contain_text("large-shift-needs-human")
+    screenshot(page, "approvals", tmp_path)
     card.get_by_label("Comment").first.fill("launch week, agreed with finance")
     card.get_by_role("button", name="Approve").click()
     expect(page.get_by_role("status").first).to_contain_text("Approved")

@@ -1,14 +1,16 @@
 """An operator runs a drill from the dashboard, in Chromium."""
 
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page, expect
 
+from tests.browser.conftest import screenshot
 from tests.processes import Runners
 
 
 def test_operator_starts_a_drill_and_sees_it_pass(
-    logged_in: Page, live_server: Any, runners: Runners
+    logged_in: Page, live_server: Any, runners: Runners, tmp_path: Path
 ) -> None:
     page = logged_in
     runners.start()
@@ -25,6 +27,10 @@ def test_operator_starts_a_drill_and_sees_it_pass(
     expect(checks.filter(has_text="✓ terminal state")).to_contain_text("ended compensated")
     expect(checks.filter(has_text="in reverse order")).to_contain_text("✓")
     expect(checks.filter(has_text="before hash equals after hash")).to_contain_text("✓")
+    page.get_by_role("link", name="← Drills").click()
+    expect(page.locator("tr[data-drill]")).to_have_count(1)
+    screenshot(page, "drills", tmp_path)
+    page.go_back()
 
     page.get_by_role("link", name="dec_").click()
     expect(page.get_by_text("net change: zero")).to_be_visible()
