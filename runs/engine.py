@@ -69,6 +69,7 @@ class Engine:
     def __init__(self, *, worker_id: str) -> None:
         self.worker_id = worker_id
         self._outbox: list[RuntimeEvent] = []
+        self._unlinked: list[Mutation] = []
 
     def drive(self, state: RunState, *, stopping: Callable[[], bool] = lambda: False) -> bool:
         """Advance a claimed run until it ends, must wait, or the runner stops.
@@ -510,19 +511,24 @@ class Engine:
             created_at=started_at,
             error_message=error_message,
         )
-        chain.link(mutation)
-        mutation.save()
+        self._unlinked.append(mutation)  # chained and inserted last, see _recording
         return mutation
 
     @contextmanager
     def _recording(self) -> Iterator[None]:
-        """One transaction for an outcome; its events are inserted together before commit."""
+        """One transaction for an outcome. Its mutation joins the org's hash chain as the
+        last write, so the chain's lock is held only for the insert and the commit; the
+        foreign keys that point at it are checked at commit."""
         try:
             with transaction.atomic():
                 yield
+                if self._unlinked:
+                    chain.link(*self._unlinked)
+                    Mutation.objects.bulk_create(self._unlinked)
                 RuntimeEvent.objects.bulk_create(self._outbox)
         finally:
             self._outbox.clear()
+            self._unlinked.clear()
 
     def _event(self, run: WorkflowRun, kind: str, **fields: Any) -> None:
         self._outbox.append(
