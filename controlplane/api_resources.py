@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -12,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane import api_schema as schema
+from controlplane import selectors
 from controlplane.api_schema import document
 from controlplane.drills import DrillRefused, start_drill, verify_drill
 from controlplane.models import Drill, Fault, PolicyVersion
@@ -120,9 +120,7 @@ def drills(request: Request) -> Response:
 @document(responses={200: schema.DrillOut})
 @api_view(["GET"])
 def drill_detail(request: Request, drill_id: str) -> Response:
-    drill = get_object_or_404(
-        Drill.objects.select_related("run"), pk=drill_id, org=current_org(request)
-    )
+    drill = selectors.get_drill(current_org(request), drill_id)
     return Response(drill_body(verify_drill(drill)))
 
 

@@ -24,8 +24,9 @@ from rich.progress import Progress
 from controlplane.models import Organization, ServiceAccount, Workspace
 from controlplane.policy_versions import activate_policy
 from controlplane.services import POLICY_DIR, submit_decision
+from mutations.connectors.sandbox import open_campaigns
 from mutations.ids import new_id
-from mutations.models import RuntimeEvent, SandboxCampaign, SandboxFault
+from mutations.models import RuntimeEvent, SandboxFault
 from runs.models import TERMINAL_STATUSES, StepExecution, WorkflowRun
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,18 +110,7 @@ class Bench:
 
     def _submit(self, count: int, *, progress_label: str) -> list[str]:
         markets = [f"b{n:06d}" for n in range(count)]
-        SandboxCampaign.objects.bulk_create(
-            SandboxCampaign(
-                org=self.org,
-                platform=p,
-                campaign_id=f"{p}-{m}",
-                name=f"{p} {m}",
-                market=m,
-                daily_budget_micros=BUDGET,
-            )
-            for m in markets
-            for p in ("meta", "google")
-        )
+        open_campaigns(org_id=self.org.id, markets=markets, daily_budget_micros=BUDGET)
         ids = []
         with Progress(transient=True) as progress:
             task = progress.add_task(progress_label, total=count)

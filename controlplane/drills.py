@@ -19,8 +19,9 @@ from controlplane.models import Drill, DrillPlan, Fault, Workspace
 from controlplane.serializers import DecisionInSerializer
 from controlplane.services import submit_decision
 from mutations.connectors import get_connector
+from mutations.connectors.sandbox import open_campaigns
 from mutations.ids import new_id
-from mutations.models import Mutation, RuntimeEvent, SandboxCampaign, SandboxFault, SandboxOperation
+from mutations.models import Mutation, RuntimeEvent, SandboxFault, SandboxOperation
 from runs.models import RunStatus, WorkflowRun
 from runs.workflows import Workflow
 from runs.workflows.registry import all_workflows, latest_workflow
@@ -125,16 +126,11 @@ def start_drill(
                 f"Drills only ever touch sandbox platforms; {platform!r} is a live connector."
             )
     with transaction.atomic():
-        SandboxCampaign.objects.bulk_create(
-            SandboxCampaign(
-                org_id=workspace.org_id,
-                platform=platform,
-                campaign_id=f"{platform}-{market}",
-                name=f"Drill {drill_id} on {platform}",
-                market=market,
-                daily_budget_micros=DRILL_BUDGET_MICROS,
-            )
-            for platform in workflow.scope(document)
+        open_campaigns(
+            org_id=workspace.org_id,
+            markets=[market],
+            daily_budget_micros=DRILL_BUDGET_MICROS,
+            platforms=workflow.scope(document),
         )
         _plan_faults(workspace, workflow, document, step_id, fault)
         submission = submit_decision(

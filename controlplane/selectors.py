@@ -8,11 +8,12 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils.dateparse import parse_datetime
 from django.utils.safestring import SafeString
 
-from controlplane.models import Decision, Organization, PolicyEvaluation
+from controlplane.models import Decision, Drill, Organization, PolicyEvaluation
 from controlplane.timeline_svg import Mark, Tick, draw
 from mutations.ids import is_valid_id
 from mutations.models import Mutation, RuntimeEvent
@@ -92,12 +93,25 @@ def decision_page(
     return page, ((page[-1].received_at, page[-1].id) if more else None)
 
 
+def well_formed(value: str, prefix: str) -> str:
+    """Return an id of the right shape, or 404 before it reaches the database (an id from
+    a URL may hold anything, NUL bytes included)."""
+    if not is_valid_id(value, prefix):
+        raise Http404(f"No {prefix}_ object {value[:40]!r}.")
+    return value
+
+
 def get_decision(org: Organization, decision_id: str) -> Decision:
-    return get_object_or_404(Decision.objects.for_org(org), pk=decision_id)
+    return get_object_or_404(Decision.objects.for_org(org), pk=well_formed(decision_id, "dec"))
 
 
 def get_run(org: Organization, run_id: str) -> WorkflowRun:
-    return get_object_or_404(WorkflowRun.objects.filter(org=org), pk=run_id)
+    return get_object_or_404(WorkflowRun.objects.filter(org=org), pk=well_formed(run_id, "wf"))
+
+
+def get_drill(org: Organization, drill_id: str) -> Drill:
+    drills = Drill.objects.filter(org=org).select_related("run")
+    return get_object_or_404(drills, pk=well_formed(drill_id, "drl"))
 
 
 def mutations_for(org: Organization, decision_id: str) -> QuerySet[Mutation]:
@@ -269,7 +283,7 @@ def timeline(org: Organization, decision_id: str, *, all_rows: bool = False) -> 
 
     Every mutation is drawn and counted; the first TIMELINE_ROWS (or all) are listed in full.
     """
-    decision = get_object_or_404(decisions_for(org), pk=decision_id)
+    decision = get_object_or_404(decisions_for(org), pk=well_formed(decision_id, "dec"))
     cadence = str(decision.action.get("cadence", "daily"))
     mutations = mutations_for(org, decision_id)
     refs = [

@@ -10,10 +10,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from controlplane import selectors
 from controlplane.drills import DrillRefused, drill_everything, start_drill, verify_drill
 from controlplane.models import Drill, DrillPlan, Fault, Membership
 from controlplane.tenancy import actor_of, can_operate, current_membership, default_workspace
@@ -85,9 +86,7 @@ def _matrix(recent: list[Drill]) -> list[dict[str, Any]]:
 @login_required
 def drill_detail(request: HttpRequest, drill_id: str) -> HttpResponse:
     membership = current_membership(request)
-    drill = verify_drill(
-        get_object_or_404(Drill.objects.select_related("run"), pk=drill_id, org=membership.org)
-    )
+    drill = verify_drill(selectors.get_drill(membership.org, drill_id))
     return render(
         request, "controlplane/drill_detail.html", {"org": membership.org, "drill": drill}
     )

@@ -189,3 +189,21 @@ class SandboxConnector:
                     return PlatformTimeout(f"{api}: deadline_exceeded after {timeout:g}s")
                 return None
         raise ValueError(f"Unknown sandbox fault kind {fault.kind!r}")
+
+
+def open_campaigns(
+    *, org_id: str, markets: list[str], daily_budget_micros: int, platforms: Any = SANDBOX_PLATFORMS
+) -> None:
+    """Create one campaign per platform in each market (``<platform>-<market>``)."""
+    SandboxCampaign.objects.bulk_create(
+        SandboxCampaign(
+            org_id=org_id,
+            platform=platform,
+            campaign_id=f"{platform}-{market}",
+            name=f"{platform} {market}",
+            market=market,
+            daily_budget_micros=daily_budget_micros,
+        )
+        for market in markets
+        for platform in platforms
+    )

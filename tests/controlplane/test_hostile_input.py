@@ -76,3 +76,12 @@ def test_approval_comment_must_be_text(api: Client, member: Any) -> None:
         content_type="application/json",
     )
     assert response.status_code == 404  # an unknown run is looked up before the body
+
+
+@pytest.mark.parametrize(
+    "bad", ["dec_\x00", "%00", "dec_01J1B7K9C8N3RXQK9VPYZW2QF\u00ad", "x" * 500]
+)
+def test_odd_ids_are_not_found(api: Client, bad: str) -> None:
+    assert api.get("/api/v1/mutations/", {"decision_id": bad}).status_code == 404
+    assert api.get("/api/v1/events/", {"decision_id": bad}).status_code == 404
+    assert api.get(f"/decisions/{bad.replace('%', '%25')}/").status_code == 404

@@ -2,6 +2,7 @@
 an agent's token: no server error, no response outside the schema, no route that ignores
 authentication. Bounded so that it runs in CI in well under five minutes."""
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,8 @@ from controlplane.wsgi import application
 from tests.conftest import rebalance, submit
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+# Examples per operation: small in CI, more for a deeper run (BACKSTOP_API_EXAMPLES=500).
+EXAMPLES = int(os.environ.get("BACKSTOP_API_EXAMPLES", "25"))
 
 
 @pytest.fixture
@@ -35,7 +38,7 @@ def token(agent: ServiceAccount) -> Iterator[str]:
 
 @pytest.mark.django_db
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case: Any, token: str) -> None:
     case.call_and_validate(
         headers={"Authorization": f"Bearer {token}"},

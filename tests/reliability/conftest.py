@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models import Count
 
 from controlplane.models import ServiceAccount
+from mutations.connectors.sandbox import open_campaigns
 from mutations.models import Mutation, SandboxCampaign, SandboxFault, SandboxOperation
 from runs.models import TERMINAL_STATUSES, WorkflowRun
 from tests.conftest import rebalance, submit
@@ -33,18 +34,7 @@ class Plan:
 
 def make_markets(agent: ServiceAccount, count: int) -> list[str]:
     markets = [f"m{n:03d}" for n in range(count)]
-    SandboxCampaign.objects.bulk_create(
-        SandboxCampaign(
-            org=agent.org,
-            platform=platform,
-            campaign_id=f"{platform}-{market}",
-            name=f"{platform} {market}",
-            market=market,
-            daily_budget_micros=START_BUDGET,
-        )
-        for market in markets
-        for platform in ("meta", "google")
-    )
+    open_campaigns(org_id=agent.org_id, markets=markets, daily_budget_micros=START_BUDGET)
     return markets
 
 
