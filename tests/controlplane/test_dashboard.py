@@ -58,23 +58,32 @@ def test_keyset_pages_walk_every_decision_once(agent: ServiceAccount, viewer: Cl
 
 
 def test_filters_narrow_the_list(agent: ServiceAccount, viewer: Client) -> None:
-    meta_first = factories.decisions(agent, 3)
-    google_first = factories.decisions(
+    rebalances = factories.decisions(agent, 3)
+    google_budgets = factories.decisions(
         agent,
         2,
-        action={**meta_first[0].action, "source_channel": "google", "target_channel": "meta"},
+        type="adjust_budget",
+        action={
+            "type": "adjust_budget",
+            "channel": "google",
+            "amount": 100,
+            "currency": "USD",
+            "cadence": "daily",
+            "scope": {"market": "all"},
+        },
     )
-    page = viewer.get("/decisions/", {"q": meta_first[1].id}).content.decode()
-    assert page.count("data-decision=") == 1
-    page = viewer.get(
-        "/decisions/", {"status": "completed", "type": "rebalance_spend"}
-    ).content.decode()
-    assert page.count("data-decision=") == 5
-    page = viewer.get("/decisions/", {"status": "compensated"}).content.decode()
-    assert page.count("data-decision=") == 0
-    page = viewer.get("/decisions/", {"drills": "only"}).content.decode()
-    assert page.count("data-decision=") == 0
-    assert google_first
+
+    def shown(**filters: str) -> list[str]:
+        page = viewer.get("/decisions/", filters).content.decode()
+        return re.findall(r'data-decision="([^"]+)"', page)
+
+    assert shown(q=rebalances[1].id) == [rebalances[1].id]
+    assert sorted(shown(type="adjust_budget")) == sorted(d.id for d in google_budgets)
+    assert sorted(shown(platform="meta")) == sorted(d.id for d in rebalances)
+    assert len(shown(platform="google")) == 5
+    assert len(shown(status="completed", type="rebalance_spend")) == 3
+    assert shown(status="compensated") == []
+    assert shown(drills="only") == []
 
 
 def test_bad_filter_is_refused_with_the_field_named(viewer: Client) -> None:
