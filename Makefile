@@ -34,20 +34,29 @@ db: $(VENV)/.installed
 	@$(PY) manage.py ensuredb
 	@$(PY) manage.py migrate --noinput -v 0
 
+# The demo's three HTTP platforms (IAM, ticketing, billing) are reference platform servers;
+# these demo secrets are for them only. Set your own variables to point elsewhere.
+run: export BACKSTOP_PLATFORMS_FILE ?= controlplane/demo_data/platforms.yaml
+run: export BACKSTOP_WORKFLOWS_DIR ?= controlplane/demo_data/workflows
+run: export IAM_TOKEN ?= demo-iam-token
+run: export BILLING_SIGNING_KEY ?= demo-billing-signing-key
+
 demo: db
 	$(PY) manage.py demo
 
 runner: db
 	$(PY) manage.py runworkflows
 
-run: demo
-	@echo ""
-	@echo "  Backstop is running at http://$(HOST):$(PORT)/decisions/"
-	@echo "  Log in as operator, approver or admin; password: $${BACKSTOP_DEMO_PASSWORD:-backstop-demo}"
-	@echo "  A runner executes workflow runs alongside the web server. Ctrl-C stops both."
-	@echo ""
-	@$(PY) manage.py runworkflows & runner=$$!; \
-	  trap 'kill $$runner 2>/dev/null; wait $$runner 2>/dev/null' EXIT; \
+run: db
+	@$(PY) manage.py platformserver & platforms=$$!; \
+	  trap 'kill $$runner $$platforms 2>/dev/null; wait 2>/dev/null' EXIT; \
+	  $(PY) manage.py demo || exit 1; \
+	  echo ""; \
+	  echo "  Backstop is running at http://$(HOST):$(PORT)/decisions/"; \
+	  echo "  Log in as operator, approver or admin; password: $${BACKSTOP_DEMO_PASSWORD:-backstop-demo}"; \
+	  echo "  A runner and the demo's HTTP platforms run alongside the web server. Ctrl-C stops all."; \
+	  echo ""; \
+	  $(PY) manage.py runworkflows & runner=$$!; \
 	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
 # The browser tests drive Debian's Chromium; install it when it is missing.

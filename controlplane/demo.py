@@ -10,6 +10,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from controlplane.demo_access import load_access_scenario
 from controlplane.models import Membership, Organization, Role, ServiceAccount, Workspace
 from controlplane.policy_versions import activate_policy
 from controlplane.serializers import DecisionInSerializer
@@ -92,4 +93,12 @@ def load_demo() -> Demo:
                 surface=CLI_SURFACE,
             )
         )
+    access = load_access_scenario(
+        workspace=workspace,
+        agent=agent,
+        approver=Membership.objects.select_related("user").get(org=org, user__username="approver"),
+        document=json.loads((DEMO_DATA / "access" / "grant_access.json").read_text()),
+    )
+    if access is not None:
+        submissions.append(access)
     return Demo(org=org, workspace=workspace, agent=agent, submissions=submissions)

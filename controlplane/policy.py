@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
+from mutations.yamltext import FileInvalid, LineMapping, Problem, load_yaml
 
 OUTCOMES = ("allow", "require_human", "deny")
 SEVERITY = {outcome: rank for rank, outcome in enumerate(OUTCOMES)}
@@ -57,21 +57,12 @@ RULE_KEYS = frozenset({"id", "when", "decision", "description"})
 _MISSING = object()
 
 
-@dataclass(frozen=True)
-class PolicyProblem:
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"line {self.line}, " if self.line else ""
-        return f"{where}{self.field}: {self.message}"
+PolicyProblem = Problem
 
 
-class PolicyInvalid(ValueError):
-    def __init__(self, problems: list[PolicyProblem]) -> None:
-        super().__init__("; ".join(str(p) for p in problems))
-        self.problems = problems
+class PolicyInvalid(FileInvalid):
+    def __init__(self, problems: list[Problem], *, source: str = "") -> None:
+        super().__init__(problems, source=source)
 
 
 @dataclass(frozen=True)
@@ -172,54 +163,11 @@ def _is_number(value: Any) -> bool:
 # ---- parsing ------------------------------------------------------------------------------
 
 
-class _Mapping(dict[str, Any]):
-    """A YAML mapping that remembers the line of each key."""
-
-    line: int = 0
-    lines: dict[str, int]
-
-
-class _LineLoader(yaml.SafeLoader):
-    pass
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Mapping:
-    loader.flatten_mapping(node)
-    mapping = _Mapping()
-    mapping.line = node.start_mark.line + 1
-    mapping.lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        if not isinstance(key, str):
-            raise yaml.MarkedYAMLError(
-                problem=f"key {key!r} must be text", problem_mark=key_node.start_mark
-            )
-        if key in mapping:
-            raise yaml.MarkedYAMLError(
-                problem=f"key {key!r} appears twice (first on line {mapping.lines[key]})",
-                problem_mark=key_node.start_mark,
-            )
-        mapping[key] = loader.construct_object(value_node, deep=True)
-        mapping.lines[key] = line
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def parse_policy(text: str) -> Policy:
     """Return the policy a text describes, or raise PolicyInvalid naming each line and field."""
-    try:
-        document = yaml.load(text, Loader=_LineLoader)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        line = mark.line + 1 if mark else None
-        raise PolicyInvalid([PolicyProblem(line, "yaml", str(error.problem))]) from None
-    except yaml.YAMLError as error:
-        raise PolicyInvalid([PolicyProblem(None, "yaml", str(error))]) from None
+    document = load_yaml(text, invalid=PolicyInvalid)
     problems: list[PolicyProblem] = []
-    if not isinstance(document, _Mapping):
+    if not isinstance(document, LineMapping):
         raise PolicyInvalid(
             [PolicyProblem(1, "policy", "must be a mapping with version and rules")]
         )
@@ -246,7 +194,7 @@ def parse_policy(text: str) -> Policy:
     seen: dict[str, int] = {}
     for index, raw in enumerate(raw_rules):
         field = f"rules[{index}]"
-        if not isinstance(raw, _Mapping):
+        if not isinstance(raw, LineMapping):
             problem(document.lines.get("rules"), field, "must be a mapping with id, when, decision")
             continue
         rule = _parse_rule(raw, field, problem)
@@ -265,7 +213,7 @@ def parse_policy(text: str) -> Policy:
     return Policy(version=str(version), default=str(default), rules=tuple(rules))
 
 
-def _parse_rule(raw: _Mapping, field: str, problem: Any) -> Rule | None:
+def _parse_rule(raw: LineMapping, field: str, problem: Any) -> Rule | None:
     ok = True
     for key in raw:
         if key not in RULE_KEYS:
@@ -287,7 +235,7 @@ def _parse_rule(raw: _Mapping, field: str, problem: Any) -> Rule | None:
         ok = False
     when = raw.get("when")
     conditions: list[Condition] = []
-    if not isinstance(when, _Mapping) or not when:
+    if not isinstance(when, LineMapping) or not when:
         problem(
             raw.lines.get("when", raw.line), f"{field}.when", "required mapping of input: condition"
         )
@@ -316,7 +264,7 @@ def _parse_condition(
             "unknown input; use action.<field> or one of " + ", ".join(sorted(INPUT_KEYS)),
         )
         return None
-    if not isinstance(value, _Mapping):
+    if not isinstance(value, LineMapping):
         if isinstance(value, list):
             problem(line, field, "a list needs an operator: { in: [...] }")
             return None

@@ -179,6 +179,7 @@ class MutationRow:
     ref: MutationRef
     reverses: MutationRef | None = None
     reversed_by: list[MutationRef] = field(default_factory=list)
+    earlier_calls: list[dict[str, Any]] = field(default_factory=list)  # failed attempts before it
 
     @property
     def number(self) -> int:
@@ -337,6 +338,11 @@ def timeline(org: Organization, decision_id: str, *, all_rows: bool = False) -> 
         .order_by("started_at", "id")
     ):
         steps[step.run_id].append(step)
+    attempts = {s.mutation_id: s.errors for run_steps in steps.values() for s in run_steps}
+    for row in rows:
+        errors = attempts.get(row.mutation.mutation_id) or []
+        # A step that failed for good recorded its last attempt both as an error and as the row.
+        row.earlier_calls = errors[:-1] if row.mutation.status == Mutation.Status.FAILED else errors
     return Timeline(
         decision=decision,
         evaluation=getattr(decision, "evaluation", None),

@@ -184,6 +184,13 @@ BACKSTOP_RUNNER_POLL_SECONDS = float(os.environ.get("BACKSTOP_RUNNER_POLL_SECOND
 BACKSTOP_APPROVAL_TTL_SECONDS = float(os.environ.get("BACKSTOP_APPROVAL_TTL_SECONDS", "86400"))
 BACKSTOP_LEASE_SECONDS = float(os.environ.get("BACKSTOP_LEASE_SECONDS", "30"))
 BACKSTOP_ROLLBACK_LOCK_SECONDS = float(os.environ.get("BACKSTOP_ROLLBACK_LOCK_SECONDS", "120"))
+# A team's own platforms and workflows, loaded at start-up by every process (README).
+BACKSTOP_PLUGINS = [
+    module.strip() for module in os.environ.get("BACKSTOP_PLUGINS", "").split(",") if module.strip()
+]
+BACKSTOP_PLATFORMS_FILE = os.environ.get("BACKSTOP_PLATFORMS_FILE", "")
+BACKSTOP_WORKFLOWS_DIR = os.environ.get("BACKSTOP_WORKFLOWS_DIR", "")
+
 # Crash points for reliability tests (runs/crashpoints.py); never honoured in production.
 BACKSTOP_TEST_CRASH_AT = (
     "" if BACKSTOP_ENV == "production" else os.environ.get("BACKSTOP_TEST_CRASH_AT", "")

@@ -40,6 +40,7 @@ urlpatterns = [
     path("drills/schedule/", views.schedule, name="drill-schedule"),
     path("drills/<str:drill_id>/", views.drill_detail, name="drill"),
     path("policies/", views.policies, name="policies"),
+    path("workflows/", views.workflows, name="workflows"),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:token_id>/revoke/", views.revoke, name="token-revoke"),
     path("org/", views.switch_org, name="switch-org"),

@@ -46,6 +46,8 @@ def entry_digest(mutation: Mutation) -> str:
         "created_at": mutation.created_at.isoformat(),
         "error_message": mutation.error_message,
     }
+    if mutation.receipt:  # entries from before receipts were recorded hash as they did
+        content["receipt"] = mutation.receipt
     # Every field counts here (state hashes leave volatile ones out; the chain must not).
     body = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(mutation.prev_hash.encode() + body).hexdigest()

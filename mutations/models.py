@@ -86,6 +86,9 @@ class Mutation(AppendOnlyModel):
     )
     created_at = models.DateTimeField()
     error_message = models.TextField(null=True)
+    receipt = models.JSONField(
+        default=dict, blank=True, help_text="How the platform answered: HTTP status, request id."
+    )
     # The org's hash chain: each entry commits to the one before it (mutations/chain.py).
     sequence = models.BigIntegerField(default=0)
     prev_hash = models.CharField(max_length=64, default="")

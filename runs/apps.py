@@ -11,6 +11,9 @@ class RunsConfig(AppConfig):
         from runs import periodic
         from runs.approvals import expire_due
         from runs.workflows import builtin  # noqa: F401
+        from runs.workflows.extensions import load_extensions
+
+        load_extensions()
 
         periodic.register("expire_approvals", expire_due)
         periodic.register("verify_mutation_log", chain.verify_recent)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from mutations.connectors import PlatformError
 from mutations.hashing import canonical_json, snapshot_scopes, state_hash
 from mutations.models import RuntimeEvent
 from mutations.services import DECISION_RUNTIME, new_event
@@ -27,6 +28,7 @@ logger = logging.getLogger("runs.claims")
 
 MISSING_WORKFLOW_RECHECK = timedelta(seconds=60)
 SCOPE_WAIT = timedelta(seconds=0.2)
+SNAPSHOT_RETRY = timedelta(seconds=2)  # a platform whose state could not be read
 
 
 def scope_keys(scope: dict[str, dict[str, object]]) -> list[str]:
@@ -59,7 +61,10 @@ def claim_runs(engine: Engine, limit: int) -> list[RunState]:
         if waiting:
             _hand_back(waiting, now + SCOPE_WAIT)
         claimed = [s for s in states if s.run not in waiting]
-        _start([s for s in claimed if s.run.status == RunStatus.PENDING], now)
+        unreachable = _start([s for s in claimed if s.run.status == RunStatus.PENDING], now)
+        if unreachable:
+            _hand_back([s.run for s in unreachable], now + SNAPSHOT_RETRY)
+            claimed = [s for s in claimed if s not in unreachable]
     if claimed:
         crash_point("after_claim")
     return claimed
@@ -144,15 +149,24 @@ def _mark_holding(runs: list[WorkflowRun]) -> None:
         run.holds_scope = True
 
 
-def _start(states: list[RunState], now: datetime) -> None:
-    """Take each run's before-state hash and mark it running, all in shared queries."""
+def _start(states: list[RunState], now: datetime) -> list[RunState]:
+    """Take each run's before-state hash and mark it running, all in shared queries.
+
+    Return the runs whose platforms could not be read: they start on a later claim.
+    """
     if not states:
-        return
+        return []
     snapshots: dict[str, dict[str, object]] = {}
     for org_id in {s.run.org_id for s in states}:
         group = [s.run for s in states if s.run.org_id == org_id]
-        found = snapshot_scopes(org_id=org_id, scopes=[run.scope for run in group])
+        try:
+            found = snapshot_scopes(org_id=org_id, scopes=[run.scope for run in group])
+        except PlatformError as error:
+            logger.warning("runs=%s not started: %s", [r.run_id for r in group], error.message)
+            continue
         snapshots.update(zip([run.run_id for run in group], found, strict=True))
+    unreachable = [s for s in states if s.run.run_id not in snapshots]
+    states = [s for s in states if s.run.run_id in snapshots]
     events = []
     for state in states:
         run, workflow = state.run, state.workflow
@@ -186,6 +200,7 @@ def _start(states: list[RunState], now: datetime) -> None:
         ["status", "before_state_hash", "current_step_id", "updated_at"],
     )
     RuntimeEvent.objects.bulk_create(events)
+    return unreachable
 
 
 def _leave_unknown_versions(runs: list[WorkflowRun], now: datetime) -> None:

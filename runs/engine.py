@@ -23,7 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from mutations import chain
-from mutations.connectors import PlatformError, TransientError, get_connector
+from mutations.connectors import Applied, Call, PlatformError, TransientError, get_connector
 from mutations.hashing import snapshot_scope, state_hash
 from mutations.models import Mutation, RuntimeEvent
 from mutations.services import DECISION_RUNTIME, new_event
@@ -105,9 +105,16 @@ class Engine:
         attempt = (execution.attempts if execution else 0) + 1
         key = run.idempotency_key + action.idempotency_suffix
         crash_point("before_platform_call")
+        call = Call(
+            decision_id=run.decision_id, run_id=run.run_id, step_id=action.name, kind=action.kind
+        )
         try:
-            result = get_connector(action.change.platform).apply(
-                org_id=run.org_id, idempotency_key=key, change=action.change, timeout=action.timeout
+            applied = get_connector(action.change.platform).apply(
+                org_id=run.org_id,
+                idempotency_key=key,
+                change=action.change,
+                timeout=action.timeout,
+                call=call,
             )
         except PlatformError as error:
             crash_point("after_platform_call")
@@ -117,7 +124,7 @@ class Engine:
             unclassified = TransientError(f"{type(exc).__name__}: {exc}")
             return self._record_failure(state, action, key, attempt, started_at, unclassified)
         crash_point("after_platform_call")
-        return self._record_success(state, action, key, attempt, started_at, result)
+        return self._record_success(state, action, key, attempt, started_at, applied)
 
     def _record_success(
         self,
@@ -126,12 +133,14 @@ class Engine:
         key: str,
         attempt: int,
         started_at: datetime,
-        result: dict[str, Any],
+        applied: Applied,
     ) -> bool:
         run = state.run
         with self._recording():
             now = timezone.now()
-            mutation = self._append_mutation(run, action, key, started_at, result, None)
+            mutation = self._append_mutation(
+                run, action, key, started_at, applied.result, None, applied.receipt
+            )
             self._save_execution(
                 state,
                 action,
@@ -194,6 +203,7 @@ class Engine:
                 "kind": error.kind,
                 "message": error.message,
                 "at": now.isoformat(),
+                **error.receipt,
             },
         ]
         first_try = execution.started_at if execution and execution.started_at else started_at
@@ -238,7 +248,9 @@ class Engine:
                 )
                 done = True
             else:
-                mutation = self._append_mutation(run, action, key, started_at, None, error.message)
+                mutation = self._append_mutation(
+                    run, action, key, started_at, None, error.message, error.receipt
+                )
                 self._save_execution(
                     state,
                     action,
@@ -482,6 +494,7 @@ class Engine:
         started_at: datetime,
         result: dict[str, Any] | None,
         error_message: str | None,
+        receipt: dict[str, Any],
     ) -> Mutation:
         payload = dict(action.change.payload)
         if action.kind == saga.COMPENSATION:
@@ -510,6 +523,7 @@ class Engine:
             compensates_id=action.compensates_mutation_id,
             created_at=started_at,
             error_message=error_message,
+            receipt=receipt,
         )
         self._unlinked.append(mutation)  # chained and inserted last, see _recording
         return mutation

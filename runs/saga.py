@@ -119,7 +119,7 @@ def next_move(
             name=compensation.id,
             kind=COMPENSATION,
             position=forward.position,
-            change=compensation.build(change),
+            change=compensation.inverse(decision, change),
             retry=compensation.retry,
             timeout=compensation.timeout,
             compensates_mutation_id=forward.applied_mutation_id,

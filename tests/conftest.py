@@ -21,7 +21,8 @@ from controlplane.services import POLICY_DIR, submit_decision
 from mutations.ids import new_id
 from mutations.models import SandboxCampaign
 from runs.runner import Worker
-from tests.processes import runners  # noqa: F401 - a fixture for every test folder
+from tests.platforms import platforms  # noqa: F401 - fixtures for every test folder
+from tests.processes import runners  # noqa: F401
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

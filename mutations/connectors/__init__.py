@@ -2,6 +2,8 @@
 
 from mutations.connectors.base import (
     AmbiguousOutcome,
+    Applied,
+    Call,
     Change,
     Connector,
     FatalError,
@@ -10,6 +12,8 @@ from mutations.connectors.base import (
     RateLimited,
     TransientError,
 )
+from mutations.connectors.http import HttpConnector
+from mutations.connectors.platforms_file import HttpPlatform
 from mutations.connectors.sandbox import SANDBOX_PLATFORMS, SandboxConnector
 
 _CONNECTORS: dict[str, Connector] = {
@@ -47,9 +51,13 @@ def unregister_connector(platform: str) -> None:
 
 __all__ = [
     "AmbiguousOutcome",
+    "Applied",
+    "Call",
     "Change",
     "Connector",
     "FatalError",
+    "HttpConnector",
+    "HttpPlatform",
     "PlatformError",
     "PlatformTimeout",
     "RateLimited",

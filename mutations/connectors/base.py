@@ -14,9 +14,31 @@ class Change:
     mutation_type: str
     payload: dict[str, Any]
     target: dict[str, Any] = field(default_factory=dict)
+    # An HTTP platform's own request ({"method", "path", "json"}) to send instead of the
+    # contract's POST /v1/mutations; the log still records type, target and payload.
+    request: dict[str, Any] | None = None
 
     def as_request(self) -> dict[str, Any]:
         return {"mutation_type": self.mutation_type, "target": self.target, "payload": self.payload}
+
+
+@dataclass(frozen=True)
+class Call:
+    """Whose change a call applies: what a platform hears besides the change itself."""
+
+    decision_id: str
+    run_id: str
+    step_id: str
+    kind: str  # forward | compensation
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A change the platform applied: its result, and how it answered (``receipt``: e.g.
+    ``http_status`` and ``request_id``, shown on the timeline)."""
+
+    result: dict[str, Any]
+    receipt: dict[str, Any] = field(default_factory=dict)
 
 
 class PlatformError(Exception):
@@ -25,10 +47,17 @@ class PlatformError(Exception):
     kind: ClassVar[str] = "error"
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        receipt: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        self.receipt = receipt or {}
 
 
 class RateLimited(PlatformError):
@@ -62,17 +91,21 @@ class Connector(Protocol):
     sandbox: bool  # simulated: drills may only ever touch sandbox connectors
 
     def apply(
-        self, *, org_id: str, idempotency_key: str, change: Change, timeout: float
-    ) -> dict[str, Any]:
+        self,
+        *,
+        org_id: str,
+        idempotency_key: str,
+        change: Change,
+        timeout: float,
+        call: Call | None = None,
+    ) -> Applied:
         """Apply the change once per key and return the platform's result."""
         ...
 
-    def snapshot(self, *, org_id: str, target: dict[str, Any]) -> list[dict[str, Any]]:
+    def snapshot(self, *, org_id: str, target: dict[str, Any]) -> Any:
         """Return the state of the objects the target names, without volatile fields."""
         ...
 
-    def snapshot_many(
-        self, *, org_id: str, targets: list[dict[str, Any]]
-    ) -> list[list[dict[str, Any]]]:
+    def snapshot_many(self, *, org_id: str, targets: list[dict[str, Any]]) -> list[Any]:
         """Return ``snapshot`` of each target, in order, in as few calls as it can."""
         ...

@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from mutations.connectors.base import (
     AmbiguousOutcome,
+    Applied,
+    Call,
     Change,
     FatalError,
     PlatformError,
@@ -53,8 +55,14 @@ class SandboxConnector:
         self.api_name = api_name
 
     def apply(
-        self, *, org_id: str, idempotency_key: str, change: Change, timeout: float
-    ) -> dict[str, Any]:
+        self,
+        *,
+        org_id: str,
+        idempotency_key: str,
+        change: Change,
+        timeout: float,
+        call: Call | None = None,
+    ) -> Applied:
         request = change.as_request()
         error: PlatformError | None = None
         try:
@@ -62,7 +70,7 @@ class SandboxConnector:
                 for previous in SandboxOperation.objects.filter(
                     org_id=org_id, platform=self.platform, idempotency_key=idempotency_key
                 )[:1]:
-                    return self._replay(previous, request)
+                    return Applied(self._replay(previous, request))
                 fault = self._take_fault(org_id, idempotency_key, change.mutation_type)
                 if fault is not None:
                     error = self._fault_error(fault, timeout)
@@ -81,10 +89,10 @@ class SandboxConnector:
             previous = SandboxOperation.objects.get(
                 org_id=org_id, platform=self.platform, idempotency_key=idempotency_key
             )
-            return self._replay(previous, request)
+            return Applied(self._replay(previous, request))
         if error is not None:
             raise error  # raised after commit so the consumed fault stays consumed
-        return result
+        return Applied(result)
 
     def snapshot(self, *, org_id: str, target: dict[str, Any]) -> list[dict[str, Any]]:
         return self.snapshot_many(org_id=org_id, targets=[target])[0]

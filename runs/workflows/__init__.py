@@ -1,3 +1,6 @@
+"""What a workflow definition is made of, and the registry plug-ins add theirs to."""
+
+from runs.retry import RetryPolicy
 from runs.workflows.registry import (
     Compensation,
     Reversibility,
@@ -12,6 +15,7 @@ from runs.workflows.registry import (
 
 __all__ = [
     "Compensation",
+    "RetryPolicy",
     "Reversibility",
     "Step",
     "Workflow",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from mutations.connectors import Change
+from mutations.connectors import Change, known_platforms
 from runs.retry import RetryPolicy
 
 DecisionDoc = Mapping[str, Any]
@@ -29,13 +29,25 @@ class Reversibility(StrEnum):
 
 @dataclass(frozen=True)
 class Compensation:
-    """How to undo a step: build the inverse of the change that was applied."""
+    """How to undo a step: build the inverse of the change that was applied.
+
+    ``build`` sees the applied change only; ``build_from_decision`` sees the decision too
+    (YAML templates use it). Give exactly one.
+    """
 
     id: str
-    build: Callable[[Change], Change]
+    build: Callable[[Change], Change] | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float = 10.0  # seconds a platform call may take
     window: float = 30.0  # seconds from the first attempt after which it stops retrying
+    build_from_decision: Callable[[DecisionDoc, Change], Change] | None = None
+
+    def inverse(self, decision: DecisionDoc, applied: Change) -> Change:
+        """Return the change that undoes ``applied``."""
+        if self.build_from_decision is not None:
+            return self.build_from_decision(decision, applied)
+        assert self.build is not None, "register() checks that one builder is given"
+        return self.build(applied)
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class Step:
     reversibility: Reversibility = Reversibility.COMPENSATABLE
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float = 10.0  # seconds a platform call may take
+    platform: str = ""  # the platform the step changes, checked at registration when given
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,7 @@ class Workflow:
     validate_action: Callable[[Mapping[str, Any]], dict[str, str]]
     description: str = ""
     topic: str = ""  # what policies match on, e.g. "ads.budget"; the decision type by default
+    source: str = "built in"  # where the definition came from: a plug-in module, a YAML file
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -108,6 +122,17 @@ def register(workflow: Workflow) -> Workflow:
                 f"Workflow {workflow.id}: step {step.id!r} is irreversible but declares a "
                 "compensation; mark it compensatable or drop the compensation."
             )
+        undo = step.compensation
+        if undo is not None and (undo.build is None) == (undo.build_from_decision is None):
+            raise WorkflowDefinitionError(
+                f"Workflow {workflow.id}: step {step.id!r}: compensation {undo.id!r} needs "
+                "exactly one of build or build_from_decision."
+            )
+        if step.platform and step.platform not in known_platforms():
+            raise WorkflowDefinitionError(
+                f"Workflow {workflow.id}: step {step.id!r} names platform {step.platform!r}, "
+                f"which has no connector; known: {', '.join(known_platforms())}."
+            )
     key = (workflow.id, workflow.version)
     if key in _REGISTRY and _REGISTRY[key] is not workflow:
         raise WorkflowDefinitionError(
@@ -116,6 +141,16 @@ def register(workflow: Workflow) -> Workflow:
         )
     _REGISTRY[key] = workflow
     return workflow
+
+
+def registered() -> dict[tuple[str, int], Workflow]:
+    """Return every registered workflow by (id, version)."""
+    return dict(_REGISTRY)
+
+
+def replace(workflow: Workflow) -> None:
+    """Swap a registered definition for an equal one with other metadata (its source)."""
+    _REGISTRY[(workflow.id, workflow.version)] = workflow
 
 
 def unregister(workflow_id: str, version: int) -> None:

@@ -9,7 +9,7 @@ from django.test import Client
 
 from controlplane.drills import DrillRefused, start_drill, start_due_drills, verify_drill
 from controlplane.models import Drill, DrillPlan, Role, Workspace
-from mutations.connectors import Change, register_connector, unregister_connector
+from mutations.connectors import Applied, Change, register_connector, unregister_connector
 from runs.models import WorkflowRun
 from runs.workflows import Compensation, Step, Workflow, register
 from runs.workflows.builtin import budget_change
@@ -158,7 +158,7 @@ class LiveConnector:
     api_name = "live_ads"
     sandbox = False
 
-    def apply(self, **kwargs: Any) -> dict[str, Any]:
+    def apply(self, **kwargs: Any) -> Applied:
         raise AssertionError("a drill reached a live platform")
 
     def snapshot(self, **kwargs: Any) -> list[dict[str, Any]]:

@@ -24,8 +24,10 @@ DEBIT = Change(
 
 
 def apply(org: Organization, key: str, change: Change = DEBIT) -> dict[str, Any]:
-    return get_connector(change.platform).apply(
-        org_id=org.id, idempotency_key=key, change=change, timeout=5
+    return (
+        get_connector(change.platform)
+        .apply(org_id=org.id, idempotency_key=key, change=change, timeout=5)
+        .result
     )
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from mutations.platformserver.cli import main
+
+sys.exit(main())
