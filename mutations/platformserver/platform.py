@@ -39,7 +39,7 @@ class Answer:
 
     status: int
     body: Any
-    outcome: str  # applied | replayed | refused | fault:<kind> | read
+    outcome: str  # applied | replayed | refused | fault:<kind> | read (| control, error)
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False  # close the connection without a response
 

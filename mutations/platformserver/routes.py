@@ -91,7 +91,8 @@ def record(
     if method == "GET":
         [state] = platform.read([target])
         if state is None:
-            return Answer(404, error_body("not_found", f"no record {target['record']!r}"), "read")
+            message = f"no record {target['record']!r}"
+            return Answer(404, error_body("not_found", message), "refused")
         return Answer(200, state, "read")
     if method == "PUT":
         body = parse_json(raw)

@@ -14,6 +14,8 @@ import socket
 import sys
 import threading
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
@@ -122,6 +124,16 @@ def serve_until_signalled(servers: list[PlatformServer]) -> None:
             server.stop()
 
 
+def _guarded(route: Callable[[], Answer]) -> Answer:
+    """Answer a bug with a 500 the client can read, rather than a dropped connection that
+    would pass for an ambiguous fault."""
+    try:
+        return route()
+    except Exception:
+        traceback.print_exc()
+        return Answer(500, error_body("internal_error", "the platform server failed"), "error")
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True  # a call sleeping in a timeout fault must not hold the exit
     allow_reuse_address = True
@@ -161,7 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
         if unread is not None:
             answer = unread
         elif path.startswith("/_control/"):
-            answer = routes.control(owner.platform, self.command, path, raw)
+            answer = _guarded(lambda: routes.control(owner.platform, self.command, path, raw))
         elif path.startswith("/v1/"):
             answer = self._contract(owner, path, headers, key, raw, request_id)
         else:
@@ -199,7 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
         if verdict.refusal is not None:
             answer = Answer.refused(verdict.refusal)
         else:
-            answer = routes.contract(owner.platform, self.command, path, key, raw)
+            answer = _guarded(lambda: routes.contract(owner.platform, self.command, path, key, raw))
         # Recorded before answering: whoever reads the log after the answer sees its status.
         owner.platform.finish_request(entry, None if answer.drop else answer.status, answer.outcome)
         return answer

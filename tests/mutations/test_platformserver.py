@@ -18,13 +18,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.platforms import free_port
-from tests.processes import ROOT
-
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-platform-token"
 SECRET = "test-platform-signing-secret"
 REQUEST_ID = re.compile(r"^req_[0-9a-f]{24}$")
 GROUP = {"group": "admins"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class Server:
@@ -421,7 +425,7 @@ def test_ambiguous_fault_applies_drops_the_connection_and_the_retry_replays(
     platform.seed(GROUP, {"seats": 3})
     platform.fault(kind="ambiguous", key_prefix="run-1:")
 
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         platform.mutate("run-1:seat", "increment", {"seats": -1})
     assert platform.state() == [{"target": GROUP, "state": {"seats": 2}}]
     retried = platform.mutate("run-1:seat", "increment", {"seats": -1})
@@ -457,6 +461,28 @@ def test_timeout_fault_outlives_the_client_and_the_retry_applies_once(
     ]
     assert platform.state() == [{"target": GROUP, "state": {"seats": 2}}]
     assert [(o["applied"], o["replays"]) for o in platform.operations()] == [(True, 0)]
+
+
+def test_timeout_fault_applies_after_its_delay_and_the_later_retry_replays(
+    platform: Platform,
+) -> None:
+    platform.seed(GROUP, {"seats": 3})
+    platform.fault(kind="timeout", delay=1.0, key_prefix="run-1:")
+    started = time.monotonic()
+
+    with pytest.raises(httpx.ReadTimeout):
+        platform.mutate("run-1:seat", "increment", {"seats": -1}, timeout=0.3)
+    time.sleep(max(0.0, started + 1.2 - time.monotonic()))
+    retried = platform.mutate("run-1:seat", "increment", {"seats": -1})
+
+    assert retried.status_code == 200 and retried.headers["Idempotent-Replayed"] == "true"
+    assert retried.json()["object"] == {"seats": 2}
+    assert platform.state() == [{"target": GROUP, "state": {"seats": 2}}]
+    assert [(r["status"], r["outcome"]) for r in platform.requests()] == [
+        (200, "fault:timeout"),
+        (200, "replayed"),
+    ]
+    assert [(o["applied"], o["replays"]) for o in platform.operations()] == [(True, 1)]
 
 
 def test_an_invalid_fault_is_refused_naming_the_field(platform: Platform) -> None:
@@ -509,7 +535,7 @@ def test_request_log_records_every_v1_request_in_order(platform: Platform) -> No
             "signature_valid": None,
             "status": 404,
             "request_id": missing.headers["X-Request-Id"],
-            "outcome": "read",
+            "outcome": "refused",
         },
     ]
     times = [e["at"] for e in entries]

@@ -6,12 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mutations.platformserver import PlatformConfig, serve_platforms, serve_until_signalled
-from mutations.platformserver.cli import (
-    OptionsError,
-    add_arguments,
-    configs_from_ports,
-    secret_from,
-)
+from mutations.platformserver.cli import OptionsError, add_arguments, configs_from_ports
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
@@ -49,6 +44,7 @@ class Command(BaseCommand):
                 "Give --port, or set BACKSTOP_PLATFORMS_FILE to serve that file's platforms."
             )
         # Imported here: the platforms file is optional and this command serves --port alone.
+        # Loading it also checks that every secret variable it names is set.
         from mutations.connectors.platforms_file import load_platforms_file
 
         try:
@@ -65,8 +61,8 @@ class Command(BaseCommand):
                     name=platform.name,
                     host=url.hostname or "127.0.0.1",
                     port=url.port or 80,
-                    token=secret_from(platform.bearer_token_env),
-                    signing_secret=secret_from(platform.signing_secret_env),
+                    token=platform.bearer_token(),
+                    signing_secret=platform.signing_secret(),
                 )
             )
         if not configs:
