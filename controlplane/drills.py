@@ -1,8 +1,10 @@
 """Compensation drills: a real run on sandbox platforms with a planned fault, then the
 checks of its evidence (terminal state, LIFO compensations, net zero, idempotency, events).
 
-Each drill gets its own sandbox campaigns (a market of its own), so it never moves the
-budgets anyone else looks at, and drills never wait for one another.
+Each drill gets a name of its own that its workflow's drill action uses to touch objects
+no one else looks at (the built-in workflows: campaigns of a market of its own), so
+drills never wait for one another. Sandbox HTTP platforms are drilled like the simulated
+ones: the connector takes the planned fault before the call leaves.
 """
 
 from __future__ import annotations
@@ -19,31 +21,16 @@ from controlplane.models import Drill, DrillPlan, Fault, Workspace
 from controlplane.serializers import DecisionInSerializer
 from controlplane.services import submit_decision
 from mutations.connectors import get_connector
-from mutations.connectors.sandbox import open_campaigns
+from mutations.connectors.base import PlatformError, ReportsOperations, SeedsObjects
 from mutations.ids import new_id
-from mutations.models import Mutation, RuntimeEvent, SandboxFault, SandboxOperation
+from mutations.models import Mutation, RuntimeEvent, SandboxFault
 from runs.models import RunStatus, WorkflowRun
 from runs.workflows import Workflow
 from runs.workflows.registry import all_workflows, latest_workflow
 
 logger = logging.getLogger("controlplane.drills")
 
-DRILL_BUDGET_MICROS = 1_000_000_000  # $1,000/day on each drill campaign
 DRILL_SURFACE = "drill"
-# The action a drill proposes, by decision type; workflows of other types need a template.
-TEMPLATES: dict[str, dict[str, Any]] = {
-    "rebalance_spend": {
-        "source_channel": "meta",
-        "target_channel": "google",
-        "amount": 800,
-        "currency": "USD",
-        "cadence": "daily",
-        "reason": "compensation_drill",
-    },
-    "adjust_budget": {"channel": "meta", "amount": 100, "currency": "USD", "cadence": "daily"},
-    "pause_campaign": {"channel": "meta"},
-    "delete_campaign": {"channel": "meta"},
-}
 RECOVERS = (Fault.TRANSIENT_BURST, Fault.AMBIGUOUS)
 
 
@@ -96,15 +83,16 @@ def start_drill(
     started_by: str,
     user_id: int | None = None,
     plan: DrillPlan | None = None,
-    template: dict[str, Any] | None = None,
 ) -> Drill:
     """Submit a drill decision with its planned fault; the runners execute it as any other."""
     workflow = _plan(workflow_id, step_id, fault)
-    action = template or TEMPLATES.get(workflow.decision_type)
-    if action is None:
-        raise DrillRefused(f"{workflow_id} serves {workflow.decision_type!r}: give a template.")
+    if workflow.drill_action is None:
+        raise DrillRefused(
+            f"{workflow_id} declares no drill action: add drill: {{action: ...}} to its "
+            "definition (drill_action= in Python) with values a drill may use."
+        )
     drill_id = new_id("drl")
-    market = f"drill-{drill_id[-12:].lower()}"
+    name = f"drill-{drill_id[-12:].lower()}"
     document = {
         "id": new_id("dec"),
         "type": workflow.decision_type,
@@ -113,25 +101,21 @@ def start_drill(
         "summary": f"Drill: {workflow.id} with {step_id} failing ({Fault(fault).label})",
         "reasoning": f"Compensation drill {drill_id} started by {started_by}.",
         "auto_executable": True,
-        "action": {**action, "type": workflow.decision_type, "scope": {"market": market}},
+        "action": {**workflow.drill_action(name), "type": workflow.decision_type},
         "computed_at": timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
         "policy_version": "drill",
     }
     serializer = DecisionInSerializer(data=document)
     if not serializer.is_valid():
         raise DrillRefused(f"The drill's decision is not valid: {serializer.errors}")
-    for platform in workflow.scope(document):
+    platforms = _platforms(workflow, document)
+    for platform in platforms:
         if not get_connector(platform).sandbox:
             raise DrillRefused(
                 f"Drills only ever touch sandbox platforms; {platform!r} is a live connector."
             )
+    _seed(workspace, workflow, name)
     with transaction.atomic():
-        open_campaigns(
-            org_id=workspace.org_id,
-            markets=[market],
-            daily_budget_micros=DRILL_BUDGET_MICROS,
-            platforms=workflow.scope(document),
-        )
         _plan_faults(workspace, workflow, document, step_id, fault)
         submission = submit_decision(
             workspace=workspace,
@@ -155,6 +139,25 @@ def start_drill(
             decision=submission.decision,
             run=submission.decision.runs.get(),
         )
+
+
+def _seed(workspace: Workspace, workflow: Workflow, name: str) -> None:
+    """Create the objects the drill's run needs on its sandbox platforms."""
+    seeds = workflow.drill_seed(name) if workflow.drill_seed is not None else {}
+    for platform, objects in seeds.items():
+        connector = get_connector(platform)
+        if not isinstance(connector, SeedsObjects):
+            raise DrillRefused(f"{platform!r} cannot create the objects a drill needs.")
+        try:
+            connector.seed(org_id=workspace.org_id, objects=objects)
+        except PlatformError as error:
+            raise DrillRefused(f"The drill's objects could not be created: {error}") from None
+
+
+def _platforms(workflow: Workflow, document: dict[str, Any]) -> list[str]:
+    """Return every platform a drill's run may touch: its steps' and its scope's."""
+    steps = {step.build(document).platform for step in workflow.steps}
+    return sorted(steps | set(workflow.scope(document)))
 
 
 def _plan_faults(
@@ -250,19 +253,29 @@ def _net_zero_check(drill: Drill, run: WorkflowRun) -> Check:
 
 
 def _idempotency_check(run: WorkflowRun, mutations: list[Mutation]) -> Check:
+    """Each key the log records as applied is applied once, as its platform reports."""
     keys = [m.idempotency_key for m in mutations if m.status != Mutation.Status.FAILED]
-    operations = SandboxOperation.objects.filter(
-        org_id=run.org_id, idempotency_key__startswith=run.idempotency_key
+    platform_of = {m.idempotency_key: m.platform for m in mutations}
+    reported: dict[str, int] = {}
+    silent = []
+    for platform in sorted(set(platform_of.values()) | set(run.scope)):
+        connector = get_connector(platform)
+        answer = None
+        if isinstance(connector, ReportsOperations):
+            answer = connector.applied_keys(org_id=run.org_id, key_prefix=run.idempotency_key)
+        if answer is None:
+            silent.append(platform)
+        else:
+            reported.update(answer)
+    expected = sorted(k for k in keys if platform_of[k] not in silent)
+    once = len(keys) == len(set(keys)) and sorted(reported) == expected
+    evidence = (
+        f"{len(reported)} key(s) applied once each, {sum(reported.values())} replayed "
+        f"call(s): {', '.join(sorted(reported))}"
     )
-    applied = sorted(operations.values_list("idempotency_key", flat=True))
-    replays = sum(operations.values_list("replays", flat=True))
-    once = len(keys) == len(set(keys)) and sorted(keys) == applied
-    return Check(
-        "every idempotency key applied at most once",
-        once,
-        f"{len(applied)} key(s) applied once each, {replays} replayed call(s): "
-        + ", ".join(applied),
-    )
+    if silent:
+        evidence += f"; not reported by {', '.join(silent)}: checked against the log only"
+    return Check("every idempotency key applied at most once", once, evidence)
 
 
 def _evidence_check(
@@ -303,7 +316,7 @@ def drill_everything(
     """For each workflow: a drill failing each step in turn, and one whose compensation fails."""
     drills = []
     for workflow in all_workflows():
-        if workflow.decision_type not in TEMPLATES:
+        if workflow.drill_action is None or not _all_sandbox(workflow):
             continue
         for step in workflow.steps:
             drills.append(
@@ -329,6 +342,11 @@ def drill_everything(
                 )
             )
     return drills
+
+
+def _all_sandbox(workflow: Workflow) -> bool:
+    platforms = {step.platform for step in workflow.steps if step.platform}
+    return all(get_connector(platform).sandbox for platform in platforms)
 
 
 def start_due_drills(now: datetime | None = None) -> int:

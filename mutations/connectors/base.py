@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -108,4 +108,23 @@ class Connector(Protocol):
 
     def snapshot_many(self, *, org_id: str, targets: list[dict[str, Any]]) -> list[Any]:
         """Return ``snapshot`` of each target, in order, in as few calls as it can."""
+        ...
+
+
+@runtime_checkable
+class SeedsObjects(Protocol):
+    """A sandbox connector that can create the objects a drill's run needs."""
+
+    def seed(self, *, org_id: str, objects: list[dict[str, Any]]) -> None:
+        """Set each ``{"target", "state"}`` object on the platform."""
+        ...
+
+
+@runtime_checkable
+class ReportsOperations(Protocol):
+    """A connector that can say which keys its platform applied (drills check it)."""
+
+    def applied_keys(self, *, org_id: str, key_prefix: str) -> dict[str, int] | None:
+        """Return each applied key starting with ``key_prefix`` and its replay count, or
+        None when the platform does not say."""
         ...

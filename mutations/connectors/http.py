@@ -2,8 +2,10 @@
 
 apply: ``POST {base_url}/v1/mutations`` with the step's stable ``Idempotency-Key`` (or the
 step's own request), optionally a bearer token and an HMAC-SHA256 signature; state:
-``POST {base_url}/v1/snapshot``. HTTP outcomes map onto the four error classes, so the
-engine retries, waits or compensates exactly as it does for the sandbox.
+``POST {base_url}/v1/snapshot``, or a target's own ``{"request": {method, path, json}}``
+whose JSON answer is the state (404: absent). HTTP outcomes map onto the four error
+classes, so the engine retries, waits or compensates exactly as it does for the sandbox.
+A platform marked ``sandbox`` takes drills' planned faults before a call leaves.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from mutations.connectors.base import (
     RateLimited,
     TransientError,
 )
+from mutations.connectors.faults import fault_error, take_fault
 from mutations.connectors.platforms_file import HttpPlatform
 
 MUTATIONS_PATH = "/v1/mutations"
 SNAPSHOT_PATH = "/v1/snapshot"
+OPERATIONS_PATH = "/_control/operations"  # the reference server's; other platforms may 404
 REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id")
 # Failures that happen before a byte of the request left: the platform cannot have acted.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
@@ -128,8 +132,13 @@ class HttpConnector:
                 "step_id": call.step_id if call else None,
                 "kind": call.kind if call else "forward",
             }
+        planned = self._planned_fault(org_id, idempotency_key, change, timeout)
+        if planned is not None and not isinstance(planned, AmbiguousOutcome):
+            raise planned  # the call never leaves: the platform cannot have acted
         response = self._send(method, path, body, timeout=timeout, key=idempotency_key)
         receipt = _receipt(response)
+        if planned is not None:  # applied (or refused), and the answer is lost
+            raise AmbiguousOutcome(planned.message, receipt=receipt)
         if response.is_success:
             return Applied(_json_object(response), receipt)
         raise self._refusal(response, receipt)
@@ -138,6 +147,61 @@ class HttpConnector:
         return self.snapshot_many(org_id=org_id, targets=[target])[0]
 
     def snapshot_many(self, *, org_id: str, targets: list[dict[str, Any]]) -> list[Any]:
+        own = [n for n, target in enumerate(targets) if _snapshot_request(target) is None]
+        states: list[Any] = [None] * len(targets)
+        if own:
+            answered = self._contract_snapshot([targets[n] for n in own])
+            for n, state in zip(own, answered, strict=True):
+                states[n] = state
+        for n, target in enumerate(targets):
+            if (request := _snapshot_request(target)) is not None:
+                states[n] = self._requested_state(request)
+        return states
+
+    def seed(self, *, org_id: str, objects: list[dict[str, Any]]) -> None:
+        """Create a drill's objects: ``POST /_control/seed`` (the reference server's)."""
+        path = "/_control/seed"
+        response = self._send(
+            "POST", path, {"objects": objects}, timeout=self.config.timeout_seconds
+        )
+        if not response.is_success:
+            raise FatalError(
+                f"{self.api_name}: POST {path} answered HTTP {response.status_code}; "
+                "a platform that takes drill seeds answers it like the reference server"
+            )
+
+    def applied_keys(self, *, org_id: str, key_prefix: str) -> dict[str, int] | None:
+        """Ask the platform which keys it applied (``GET /_control/operations``, as the
+        reference server answers); None when it does not say."""
+        if not self.sandbox:
+            return None
+        try:
+            response = self._send("GET", OPERATIONS_PATH, None, timeout=self.config.timeout_seconds)
+            operations = _json_object(response).get("operations") if response.is_success else None
+        except PlatformError:
+            return None
+        if not isinstance(operations, list):
+            return None
+        return {
+            str(o["idempotency_key"]): int(o.get("replays", 0))
+            for o in operations
+            if isinstance(o, dict)
+            and o.get("applied")
+            and str(o.get("idempotency_key", "")).startswith(key_prefix)
+        }
+
+    # ---- drills and state ------------------------------------------------------------------
+
+    def _planned_fault(
+        self, org_id: str, key: str, change: Change, timeout: float
+    ) -> PlatformError | None:
+        """Take a drill's planned fault for this call; only ever on a sandbox platform."""
+        if not self.sandbox:
+            return None
+        fault = take_fault(org_id, self.platform, key, change.mutation_type)
+        return fault_error(fault, self.api_name, timeout) if fault is not None else None
+
+    def _contract_snapshot(self, targets: list[dict[str, Any]]) -> list[Any]:
         response = self._send(
             "POST", SNAPSHOT_PATH, {"targets": targets}, timeout=self.config.timeout_seconds
         )
@@ -150,6 +214,17 @@ class HttpConnector:
                 f'{{"states": [...]}}, got {response.text[:200]!r}'
             )
         return states
+
+    def _requested_state(self, request: dict[str, Any]) -> Any:
+        method = str(request.get("method", "GET")).upper()
+        response = self._send(
+            method, str(request["path"]), request.get("json"), timeout=self.config.timeout_seconds
+        )
+        if response.status_code == 404:
+            return None  # absent: a state like any other (created, then deleted again)
+        if not response.is_success:
+            raise self._refusal(response, _receipt(response))
+        return response.json() if response.content else None
 
     # ---- transport -------------------------------------------------------------------------
 
@@ -217,6 +292,12 @@ class HttpConnector:
                 receipt=receipt,
             )
         return FatalError(text, receipt=receipt)
+
+
+def _snapshot_request(target: dict[str, Any]) -> dict[str, Any] | None:
+    """Return a target's own read request: a target that is only ``{"request": {...}}``."""
+    request = target.get("request") if len(target) == 1 else None
+    return request if isinstance(request, dict) and "path" in request else None
 
 
 def _receipt(response: httpx.Response) -> dict[str, Any]:

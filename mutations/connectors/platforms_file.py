@@ -11,11 +11,13 @@ platforms:
     max_in_flight: 8
     requests_per_second: 20
     sandbox: false
+    api_name: iam_api                    # the name its errors carry; default "<name>_api"
 ```
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -24,10 +26,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mutations.yamltext import FileInvalid, LineMapping, Problem, load_yaml, unknown_keys
+from mutations.yamltext import (
+    FileInvalid,
+    LineMapping,
+    Problem,
+    load_yaml,
+    read_file,
+    unknown_keys,
+)
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 KINDS = ("http",)
 PLATFORM_KEYS = frozenset(
     {
@@ -69,16 +79,15 @@ class HttpPlatform:
 
 
 def load_platforms_file(
-    path: Path, *, reserved: frozenset[str] = frozenset()
+    path: Path,
+    *,
+    environ: Mapping[str, str] = os.environ,
+    reserved: frozenset[str] = frozenset(),
 ) -> list[HttpPlatform]:
-    """Return the platforms a file declares, or raise FileInvalid naming line and field."""
-    try:
-        text = Path(path).read_text()
-    except OSError as error:
-        raise FileInvalid(
-            [Problem(None, "file", f"cannot be read: {error.strerror or error}")], source=str(path)
-        ) from None
-    return parse_platforms(text, source=str(path), reserved=reserved)
+    """Return the platforms a file declares, or raise FileInvalid naming the file, and
+    the line and field of each problem."""
+    text = read_file(Path(path))
+    return parse_platforms(text, source=str(path), environ=environ, reserved=reserved)
 
 
 def parse_platforms(
@@ -88,10 +97,13 @@ def parse_platforms(
     environ: Mapping[str, str] = os.environ,
     reserved: frozenset[str] = frozenset(),
 ) -> list[HttpPlatform]:
+    """Return the platforms a text declares; ``reserved`` names the built-in platforms a
+    file may not redeclare, ``environ`` is where the named secrets must be set."""
     document = load_yaml(text, source=source)
     problems: list[Problem] = []
     if not isinstance(document, LineMapping):
-        raise FileInvalid([Problem(1, "platforms", "must be a mapping")], source=source)
+        message = "must be a mapping with one key, platforms"
+        raise FileInvalid([Problem(1, "platforms", message)], source=source)
     unknown_keys(document, frozenset({"platforms"}), "", problems)
     declared = document.get("platforms")
     if not isinstance(declared, LineMapping) or not declared:
@@ -123,7 +135,8 @@ def _parse_platform(
     count = len(problems)
 
     def problem(key: str, message: str) -> None:
-        where = raw.line_of(key) if isinstance(raw, LineMapping) else line
+        # A missing key is reported at the platform's name.
+        where = raw.line_of(key, line) if isinstance(raw, LineMapping) else line
         problems.append(Problem(where, f"{field}.{key}" if key else field, message))
 
     if not NAME.match(name):
@@ -135,7 +148,8 @@ def _parse_platform(
         return None
     unknown_keys(raw, PLATFORM_KEYS, field, problems)
     if raw.get("kind") not in KINDS:
-        problem("kind", f"required; one of {', '.join(KINDS)}; got {raw.get('kind')!r}")
+        got = f"; got {raw['kind']!r}" if "kind" in raw else ""
+        problem("kind", f"required: one of {', '.join(KINDS)}{got}")
     base_url = _base_url(raw.get("base_url"), problem)
     for key in ("bearer_token_env", "signing_secret_env"):
         _env_name(raw.get(key), key, environ, problem)
@@ -149,16 +163,18 @@ def _parse_platform(
     sandbox = raw.get("sandbox", False)
     if not isinstance(sandbox, bool):
         problem("sandbox", f"must be true or false; got {sandbox!r}")
-    api_name = raw.get("api_name", "")
-    if not isinstance(api_name, str):
-        problem("api_name", "must be text")
+    api_name = raw.get("api_name", f"{name}_api")
+    if not isinstance(api_name, str) or not API_NAME.match(api_name):
+        problem("api_name", f"a name such as {name}_api (letters, digits, _ . -); got {api_name!r}")
+    if not isinstance(raw.get("description", ""), str):
+        problem("description", "must be text")
     if len(problems) > count:
         return None
     return HttpPlatform(
         name=name,
         base_url=str(base_url),
-        bearer_token_env=raw.get("bearer_token_env", ""),
-        signing_secret_env=raw.get("signing_secret_env", ""),
+        bearer_token_env=raw.get("bearer_token_env") or "",
+        signing_secret_env=raw.get("signing_secret_env") or "",
         timeout_seconds=float(timeout or 10.0),
         max_in_flight=int(in_flight),
         requests_per_second=rate,
@@ -171,14 +187,23 @@ def _base_url(value: Any, problem: Any) -> str | None:
     if not isinstance(value, str) or not value:
         problem("base_url", "required, e.g. https://iam.internal.example")
         return None
-    parts = urlsplit(value)
+    try:
+        if any(c.isspace() for c in value):
+            raise ValueError("it contains a space")
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
+    except ValueError as error:
+        problem("base_url", f"is not a URL ({error}); got {value!r}")
+        return None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problem("base_url", f"must be an http:// or https:// URL with a host; got {value!r}")
-        return None
-    if parts.query or parts.fragment:
+    elif parts.username is not None or parts.password is not None:
+        problem("base_url", "must not carry credentials; name them in bearer_token_env")
+    elif parts.query or parts.fragment:
         problem("base_url", "must not carry a query or a fragment")
-        return None
-    return value.rstrip("/")
+    else:
+        return value.rstrip("/")
+    return None
 
 
 def _env_name(value: Any, key: str, environ: Mapping[str, str], problem: Any) -> None:
@@ -196,7 +221,7 @@ def _number(
     value = raw.get(key, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         problem(key, f"must be a number; got {value!r}")
         return None
     if value <= 0 or (maximum is not None and value > maximum):

@@ -6,12 +6,10 @@ apply the change and remember its result under the key.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Value
-from django.db.models.functions import Length, Substr
+from django.db.models import F, Q
 from django.utils import timezone
 
 from mutations.connectors.base import (
@@ -21,11 +19,9 @@ from mutations.connectors.base import (
     Change,
     FatalError,
     PlatformError,
-    PlatformTimeout,
-    RateLimited,
-    TransientError,
 )
-from mutations.models import SandboxCampaign, SandboxFault, SandboxOperation
+from mutations.connectors.faults import fault_error, take_fault
+from mutations.models import SandboxCampaign, SandboxOperation
 
 # platform name -> the API name its errors carry
 SANDBOX_PLATFORMS = {"meta": "meta_ads", "google": "google_ads"}
@@ -71,9 +67,9 @@ class SandboxConnector:
                     org_id=org_id, platform=self.platform, idempotency_key=idempotency_key
                 )[:1]:
                     return Applied(self._replay(previous, request))
-                fault = self._take_fault(org_id, idempotency_key, change.mutation_type)
+                fault = take_fault(org_id, self.platform, idempotency_key, change.mutation_type)
                 if fault is not None:
-                    error = self._fault_error(fault, timeout)
+                    error = fault_error(fault, f"{self.api_name}_api", timeout)
                 if error is None or isinstance(error, AmbiguousOutcome):
                     result = self._apply(org_id, change)
                     SandboxOperation.objects.create(
@@ -109,6 +105,30 @@ class SandboxConnector:
             .values(*SNAPSHOT_FIELDS)
         )
         return [[row for row in rows if _matches(row, target)] for target in targets]
+
+    def seed(self, *, org_id: str, objects: list[dict[str, Any]]) -> None:
+        """Create a campaign per object: ``{"target": {"campaign_id", "market"}, "state":
+        {"daily_budget_micros", "status"?}}``."""
+        SandboxCampaign.objects.bulk_create(
+            SandboxCampaign(
+                org_id=org_id,
+                platform=self.platform,
+                campaign_id=o["target"]["campaign_id"],
+                name=f"{self.platform} {o['target']['market']}",
+                market=o["target"]["market"],
+                daily_budget_micros=o["state"]["daily_budget_micros"],
+                status=o["state"].get("status", "active"),
+            )
+            for o in objects
+        )
+
+    def applied_keys(self, *, org_id: str, key_prefix: str) -> dict[str, int]:
+        """Return each idempotency key applied here that starts with ``key_prefix``, with
+        how many times a call with it was answered from the stored result."""
+        operations = SandboxOperation.objects.filter(
+            org_id=org_id, platform=self.platform, idempotency_key__startswith=key_prefix
+        )
+        return dict(operations.values_list("idempotency_key", "replays"))
 
     def _replay(self, previous: SandboxOperation, request: dict[str, Any]) -> dict[str, Any]:
         if previous.request != request:
@@ -154,49 +174,6 @@ class SandboxConnector:
             f"{api}: invalid_budget (code 400): the daily budget of the campaign matching "
             f"{change.target} would fall below zero"
         )
-
-    def _take_fault(self, org_id: str, key: str, mutation_type: str) -> SandboxFault | None:
-        """Return the first planned fault for this call, consuming one of its calls."""
-        candidates = SandboxFault.objects.filter(
-            Q(mutation_type="") | Q(mutation_type=mutation_type),
-            org_id=org_id,
-            platform=self.platform,
-            key_prefix=Substr(Value(key), 1, Length("key_prefix")),  # a prefix of the key
-        ).order_by("id")
-        for fault in candidates:
-            if fault.remaining is None:
-                return fault
-            spent = SandboxFault.objects.filter(pk=fault.pk, remaining__gt=0).update(
-                remaining=F("remaining") - 1
-            )
-            if spent:
-                return fault
-        return None
-
-    def _fault_error(self, fault: SandboxFault, timeout: float) -> PlatformError | None:
-        api = f"{self.api_name}_api"
-        if fault.delay_ms:
-            time.sleep(min(fault.delay_ms / 1000, timeout))
-        match fault.kind:
-            case SandboxFault.Kind.RATE_LIMIT:
-                retry_after = fault.retry_after_seconds or 60
-                return RateLimited(
-                    f"{api}: rate_limit_exceeded (code 429, retry_after={retry_after}s)",
-                    retry_after=retry_after,
-                )
-            case SandboxFault.Kind.TRANSIENT:
-                return TransientError(f"{api}: backend_error (code 503)")
-            case SandboxFault.Kind.TIMEOUT:
-                return PlatformTimeout(f"{api}: deadline_exceeded after {timeout:g}s")
-            case SandboxFault.Kind.FATAL:
-                return FatalError(f"{api}: invalid_request (code 400)")
-            case SandboxFault.Kind.AMBIGUOUS:
-                return AmbiguousOutcome(f"{api}: connection reset after the request was sent")
-            case SandboxFault.Kind.SLOW:
-                if fault.delay_ms / 1000 > timeout:
-                    return PlatformTimeout(f"{api}: deadline_exceeded after {timeout:g}s")
-                return None
-        raise ValueError(f"Unknown sandbox fault kind {fault.kind!r}")
 
 
 def open_campaigns(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -23,6 +23,7 @@ SUPPORTED_CADENCES = ("daily",)
 
 # Budget changes are time-sensitive: rather than wait out a long rate-limit window, give
 # up after a few quick attempts and let the run compensate.
+DRILL_BUDGET_MICROS = 1_000_000_000  # $1,000/day on each drill campaign
 BUDGET_RETRY = RetryPolicy(max_attempts=3, initial_interval=1.0, retry_after_cap=2.0)
 
 
@@ -134,6 +135,24 @@ def _action(decision: DecisionDoc) -> Mapping[str, Any]:
     return action
 
 
+def _drilled(**action: Any) -> Callable[[str], dict[str, Any]]:
+    """Return a drill's action: these values, on campaigns of the drill's own market."""
+    return lambda market: {**action, "scope": {"market": market}}
+
+
+def _drill_campaigns(*platforms: str) -> Callable[[str], dict[str, list[dict[str, Any]]]]:
+    """Return a drill's seed: a campaign on each platform, in the drill's own market."""
+    return lambda market: {
+        platform: [
+            {
+                "target": {"campaign_id": f"{platform}-{market}", "market": market},
+                "state": {"daily_budget_micros": DRILL_BUDGET_MICROS},
+            }
+        ]
+        for platform in platforms
+    }
+
+
 execute_rebalance_spend = register(
     Workflow(
         id="execute_rebalance_spend",
@@ -146,6 +165,15 @@ execute_rebalance_spend = register(
             _action(d)["target_channel"]: dict(_action(d)["scope"]),
         },
         validate_action=validate_rebalance,
+        drill_action=_drilled(
+            source_channel="meta",
+            target_channel="google",
+            amount=800,
+            currency="USD",
+            cadence="daily",
+            reason="compensation_drill",
+        ),
+        drill_seed=_drill_campaigns("meta", "google"),
         steps=(
             Step(
                 id="debit_source_channel",
@@ -180,6 +208,8 @@ adjust_budget = register(
         description="Raise or lower one channel's daily budget.",
         scope=lambda d: {_action(d)["channel"]: dict(_action(d)["scope"])},
         validate_action=validate_adjust_budget,
+        drill_action=_drilled(channel="meta", amount=100, currency="USD", cadence="daily"),
+        drill_seed=_drill_campaigns("meta"),
         steps=(
             Step(
                 id="update_channel_budget",
@@ -202,6 +232,8 @@ pause_campaign = register(
         description="Pause the campaigns of a channel in a scope.",
         scope=lambda d: {_action(d)["channel"]: dict(_action(d)["scope"])},
         validate_action=validate_pause,
+        drill_action=_drilled(channel="meta"),
+        drill_seed=_drill_campaigns("meta"),
         steps=(
             Step(
                 id="pause_channel_campaign",
@@ -224,6 +256,8 @@ delete_campaign = register(
         description="Delete the campaign of a channel in a scope. It cannot be undone.",
         scope=lambda d: {_action(d)["channel"]: dict(_action(d)["scope"])},
         validate_action=validate_pause,
+        drill_action=_drilled(channel="meta"),
+        drill_seed=_drill_campaigns("meta"),
         steps=(
             Step(
                 id="delete_channel_campaign",

@@ -73,6 +73,12 @@ class Workflow:
     description: str = ""
     topic: str = ""  # what policies match on, e.g. "ads.budget"; the decision type by default
     source: str = "built in"  # where the definition came from: a plug-in module, a YAML file
+    # The action a compensation drill proposes, given a name of the drill's own (e.g. to
+    # name objects no one else uses); None: the workflow cannot be drilled.
+    drill_action: Callable[[str], dict[str, Any]] | None = None
+    # The objects a drill's run needs, by platform ({"target", "state"} each), created
+    # on the sandbox platforms before the drill starts.
+    drill_seed: Callable[[str], dict[str, list[dict[str, Any]]]] | None = None
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

@@ -1,147 +1,163 @@
 """Workflows declared in YAML (``BACKSTOP_WORKFLOWS_DIR``), checked like policies: every
 problem names its file, line and field. Values are sandboxed templates over the decision
-(``decision``, ``action``, ``id``; compensations also see ``forward``, the applied change).
+(``decision``, ``action``, ``id``; compensations also see ``forward``, the applied change;
+the ``drill`` block sees ``drill``, a name of the drill's own).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from math import inf, isfinite
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateSyntaxError
-
-from mutations.connectors import Change
-from mutations.yamltext import FileInvalid, LineMapping, Problem, load_yaml, unknown_keys
+from mutations.yamltext import (
+    FileInvalid,
+    LineMapping,
+    Problem,
+    load_yaml,
+    read_file,
+    unknown_keys,
+)
 from runs.retry import RetryPolicy
-from runs.workflows.registry import Compensation, DecisionDoc, Reversibility, Step, Workflow
-from runs.workflows.templates import Rendered, TemplateRenderError, compile_tree, names_used
+from runs.workflows.action_fields import (
+    FIELD_KEYS,
+    FIELD_NAME,
+    FIELD_TYPES,
+    a_kind,
+    type_error,
+    validate_action,
+)
+from runs.workflows.registry import Compensation, Reversibility, Step, Workflow
+from runs.workflows.templates import (
+    ChangeTemplate,
+    CompiledTree,
+    ScopeTemplate,
+    TemplateInvalid,
+    TemplateRenderError,
+    compile_tree,
+    decision_context,
+    is_template,
+)
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 TOP_KEYS = frozenset(
-    {"id", "version", "decision_type", "topic", "description", "action", "scope", "steps"}
+    {"id", "version", "decision_type", "topic", "description", "action", "scope", "steps", "drill"}
 )
-STEP_KEYS = frozenset(
-    {
-        "id",
-        "platform",
-        "mutation_type",
-        "target",
-        "payload",
-        "request",
-        "compensation",
-        "no_rollback_reason",
-        "reversibility",
-        "retry",
-        "timeout",
-    }
-)
-COMPENSATION_KEYS = frozenset(
-    {"id", "mutation_type", "target", "payload", "request", "retry", "timeout", "window"}
-)
+CHANGE_KEYS = frozenset({"id", "mutation_type", "target", "payload", "request", "retry", "timeout"})
+STEP_KEYS = CHANGE_KEYS | {
+    "platform",
+    "compensation",
+    "no_rollback_reason",
+    "reversibility",
+    "snapshot",
+}
+COMPENSATION_KEYS = CHANGE_KEYS | {"window"}
 REQUEST_KEYS = frozenset({"method", "path", "json"})
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-RETRY_KEYS = frozenset(
-    {
-        "max_attempts",
-        "initial_interval",
-        "backoff_coefficient",
-        "maximum_interval",
-        "jitter",
-        "retry_after_cap",
-    }
-)
-FIELD_KEYS = frozenset({"type", "required", "enum", "description"})
-FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "object": (dict,),
-    "list": (list,),
+RETRY_MINIMUMS = {  # the smallest value each retry setting accepts
+    "max_attempts": 1,
+    "initial_interval": 0,
+    "backoff_coefficient": 1,
+    "maximum_interval": 0,
+    "jitter": 0,
+    "retry_after_cap": 0,
 }
+REVERSIBILITIES = tuple(r.value for r in Reversibility)
 DECISION_ROOTS = frozenset({"decision", "action", "id"})
 COMPENSATION_ROOTS = DECISION_ROOTS | {"forward"}
+DRILL_ROOTS = frozenset({"drill"})
+DEFAULT_TIMEOUT = 10.0  # seconds a platform call may take
+DEFAULT_WINDOW = 30.0  # seconds a compensation keeps retrying after its first attempt
 
 
 def load_workflows_dir(directory: Path, *, platforms: Collection[str]) -> list[Workflow]:
-    """Return the workflows of every ``*.yaml``/``*.yml`` file, or raise one FileInvalid
-    listing the problems of every file."""
+    """Return the workflows of every ``*.yaml``/``*.yml`` file (hidden ones are an editor's),
+    sorted by name, or raise one FileInvalid listing every file's problems, each naming it."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileInvalid(
             [Problem(None, "directory", "does not exist or is not a directory")],
             source=str(directory),
         )
-    workflows, refused = [], []
-    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+    workflows: list[Workflow] = []
+    problems: list[Problem] = []
+    declared: dict[tuple[str, int], str] = {}
+    paths = [*directory.glob("*.yaml"), *directory.glob("*.yml")]
+    for path in sorted((p for p in paths if not p.name.startswith(".")), key=lambda p: p.name):
         try:
-            workflows.append(
-                parse_workflow(path.read_text(), source=str(path), platforms=platforms)
-            )
+            workflow, line = _parse(read_file(path), source=str(path), platforms=platforms)
         except FileInvalid as invalid:
-            refused.append(invalid)
-    if len(refused) == 1:
-        raise refused[0]
-    if refused:
-        raise FileInvalid([Problem(None, "files", " | ".join(map(str, refused)))])
+            problems.extend(invalid.problems)
+            continue
+        key = (workflow.id, workflow.version)
+        if key in declared:
+            message = f"{workflow.id} v{workflow.version} is also declared in {declared[key]}"
+            problems.append(Problem(line, "id", message + "; bump the version", str(path)))
+            continue
+        declared[key] = str(path)
+        workflows.append(workflow)
+    if problems:
+        raise FileInvalid(problems)
     return workflows
 
 
 def parse_workflow(text: str, *, source: str, platforms: Collection[str]) -> Workflow:
     """Return the workflow a YAML text declares, or raise FileInvalid naming line and field."""
+    return _parse(text, source=source, platforms=platforms)[0]
+
+
+def _parse(text: str, *, source: str, platforms: Collection[str]) -> tuple[Workflow, int]:
     document = load_yaml(text, source=source)
     if not isinstance(document, LineMapping):
         raise FileInvalid(
-            [Problem(1, "workflow", "must be a mapping with id and steps")], source=source
+            [Problem(1, "workflow", "must be a mapping with id, version and steps")], source=source
         )
-    parser = _Parser(source, frozenset(platforms))
+    parser = _Parser(frozenset(platforms), source)
     workflow = parser.workflow(document)
     if parser.problems or workflow is None:
         raise FileInvalid(sorted(parser.problems, key=lambda p: p.line or 0), source=source)
-    return workflow
-
-
-def decision_context(decision: DecisionDoc) -> dict[str, Any]:
-    return {"decision": decision, "action": decision.get("action", {}), "id": decision.get("id")}
+    return workflow, document.line_of("id")
 
 
 class _Parser:
-    def __init__(self, source: str, platforms: frozenset[str]) -> None:
-        self.source = source
+    def __init__(self, platforms: frozenset[str], source: str) -> None:
         self.platforms = platforms
+        self.source = source
         self.problems: list[Problem] = []
+        self.first_targets: dict[str, CompiledTree] = {}  # the default scope
 
     def problem(self, line: int | None, field: str, message: str) -> None:
         self.problems.append(Problem(line, field, message))
 
-    # ---- the document ------------------------------------------------------------------
+    def bad(self, mapping: LineMapping, key: str, field: str, message: str) -> None:
+        """Report ``key`` of a mapping at ``field``: at its line, or the mapping's if missing."""
+        self.problem(mapping.line_of(key), f"{field}.{key}" if field else key, message)
 
     def workflow(self, doc: LineMapping) -> Workflow | None:
         unknown_keys(doc, TOP_KEYS, "", self.problems)
         for key in ("id", "decision_type"):
             if not isinstance(doc.get(key), str) or not IDENTIFIER.match(doc[key]):
-                self.problem(doc.line_of(key), key, "required: lower-case letters, digits and _")
+                self.bad(doc, key, "", "required: lower-case letters, digits and _ (<= 64)")
         version = doc.get("version")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            self.problem(doc.line_of("version"), "version", "required whole number, 1 or more")
+            self.bad(doc, "version", "", f"required whole number, 1 or more; got {version!r}")
         for key in ("topic", "description"):
             if not isinstance(doc.get(key, ""), str):
-                self.problem(doc.line_of(key), key, "must be text")
+                self.bad(doc, key, "", "must be text")
         fields = self.action_fields(doc)
         raw_steps = doc.get("steps")
         if not isinstance(raw_steps, list) or not raw_steps:
-            self.problem(doc.line_of("steps"), "steps", "required: a list of one or more steps")
+            self.bad(doc, "steps", "", "required: a list of one or more steps")
             raw_steps = []
-        steps = [self.step(raw, n, doc.line_of("steps")) for n, raw in enumerate(raw_steps)]
-        seen: dict[str, int] = {}
-        for n, (raw, step) in enumerate(zip(raw_steps, steps, strict=True)):
-            if step is not None and step.id in seen:
-                self.problem(raw.line_of("id"), f"steps[{n}].id", f"repeats steps[{seen[step.id]}]")
-            if step is not None:
-                seen.setdefault(step.id, n)
-        scope = self.scope(doc, raw_steps)
+        steps = [
+            self.step(raw, f"steps[{n}]", doc.line_of("steps")) for n, raw in enumerate(raw_steps)
+        ]
+        self.repeated_ids(raw_steps, steps)
+        scope = self.scope(doc)
+        drill_action = self.drill(doc, fields)
+        drill_seed = self.drill_seed(doc)
         if self.problems or scope is None:
             return None
         return Workflow(
@@ -150,110 +166,112 @@ class _Parser:
             decision_type=doc["decision_type"],
             topic=str(doc.get("topic", "")),
             description=str(doc.get("description", "")),
-            steps=tuple(s for s in steps if s is not None),
-            scope=lambda d: scope(decision_context(d)),
-            validate_action=lambda action: _validate_action(action, fields),
+            steps=tuple(step for step in steps if step is not None),
+            scope=scope,
+            validate_action=lambda action: validate_action(action, fields),
             source=self.source,
+            drill_action=drill_action,
+            drill_seed=drill_seed,
         )
+
+    def repeated_ids(self, raw_steps: list[Any], steps: list[Step | None]) -> None:
+        """Report a step or compensation id used twice: the timeline names them by id."""
+        seen: dict[str, str] = {}
+        for n, (raw, step) in enumerate(zip(raw_steps, steps, strict=True)):
+            named = [(raw, f"steps[{n}]")] if step else []
+            if step and step.compensation:
+                named.append((raw["compensation"], f"steps[{n}].compensation"))
+            for mapping, field in named:
+                if mapping["id"] in seen:
+                    self.bad(
+                        mapping, "id", field, f"{mapping['id']!r} repeats {seen[mapping['id']]}"
+                    )
+                seen.setdefault(mapping["id"], f"{field}.id")
 
     def action_fields(self, doc: LineMapping) -> dict[str, LineMapping]:
         raw = doc.get("action", LineMapping())
         if not isinstance(raw, LineMapping):
-            self.problem(doc.line_of("action"), "action", "must map field names to {type: ...}")
+            self.bad(doc, "action", "", "must map field names to {type: ...}")
             return {}
         for name, spec in raw.items():
             field = f"action.{name}"
+            if not FIELD_NAME.match(name):
+                self.problem(raw.lines[name], field, "a field name is letters, digits and _")
             if not isinstance(spec, LineMapping):
                 self.problem(raw.lines[name], field, "must be a mapping such as {type: string}")
                 continue
             unknown_keys(spec, FIELD_KEYS, field, self.problems)
-            if spec.get("type") not in FIELD_TYPES:
-                self.problem(
-                    spec.line_of("type"), f"{field}.type", f"one of {', '.join(FIELD_TYPES)}"
-                )
+            kind = str(spec.get("type"))
+            if kind not in FIELD_TYPES:
+                got = "required" if "type" not in spec else f"got {spec['type']!r}"
+                self.bad(spec, "type", field, f"one of {', '.join(FIELD_TYPES)}; {got}")
             if not isinstance(spec.get("required", True), bool):
-                self.problem(spec.line_of("required"), f"{field}.required", "true or false")
+                self.bad(spec, "required", field, "must be true or false")
             if "enum" in spec and (not isinstance(spec["enum"], list) or not spec["enum"]):
-                self.problem(spec.line_of("enum"), f"{field}.enum", "a non-empty list of values")
+                self.bad(spec, "enum", field, "a non-empty list of values")
+            elif "enum" in spec and kind in FIELD_TYPES:
+                for value in (v for v in spec["enum"] if type_error(v, kind)):
+                    self.bad(spec, "enum", field, f"{value!r} is not {a_kind(kind)}")
         return {name: spec for name, spec in raw.items() if isinstance(spec, LineMapping)}
 
-    def scope(self, doc: LineMapping, raw_steps: list[Any]) -> Rendered | None:
-        raw = doc.get("scope")
-        if raw is None:  # each platform's first step target
-            raw = {}
-            for step in raw_steps:
-                if isinstance(step, LineMapping) and isinstance(step.get("platform"), str):
-                    raw.setdefault(step["platform"], step.get("target"))
-        elif not isinstance(raw, LineMapping) or not raw:
-            self.problem(doc.line_of("scope"), "scope", "must map platform names to targets")
+    def scope(self, doc: LineMapping) -> ScopeTemplate | None:
+        """Return the scope function: the declared one or each platform's first target."""
+        if "scope" not in doc:
+            return ScopeTemplate("scope", self.first_targets)
+        raw = doc["scope"]
+        if not isinstance(raw, LineMapping) or not raw:
+            self.bad(doc, "scope", "", "must map platform names to targets")
             return None
-        for platform in raw:
-            line = raw.line_of(platform) if isinstance(raw, LineMapping) else doc.line
+        entries: dict[str, CompiledTree] = {}
+        for platform, target in raw.items():
+            field, line = f"scope.{platform}", raw.lines[platform]
             if platform not in self.platforms:
-                self.problem(line, f"scope.{platform}", self.unknown_platform(platform))
-        return self.template(raw, doc.line_of("scope"), "scope", DECISION_ROOTS)
+                self.problem(line, field, self.unknown_platform(platform))
+            elif not isinstance(target, dict) and not is_template(target):
+                self.problem(line, field, "must be a mapping or a template")
+            elif tree := self.tree(target, line, field, DECISION_ROOTS):
+                entries[platform] = tree
+        return ScopeTemplate("scope", entries)
 
-    # ---- steps -------------------------------------------------------------------------
-
-    def step(self, raw: Any, n: int, line: int) -> Step | None:
-        field = f"steps[{n}]"
+    def step(self, raw: Any, field: str, line: int) -> Step | None:
         if not isinstance(raw, LineMapping):
             self.problem(line, field, "must be a mapping with id, platform, mutation_type, target")
             return None
         count = len(self.problems)
         unknown_keys(raw, STEP_KEYS, field, self.problems)
         step_id = raw.get("id")
-        if not isinstance(step_id, str) or not IDENTIFIER.match(step_id):
-            self.problem(
-                raw.line_of("id"), f"{field}.id", "required: lower-case letters, digits, _"
-            )
         platform = raw.get("platform")
         if not isinstance(platform, str):
-            self.problem(raw.line_of("platform"), f"{field}.platform", "required platform name")
+            self.bad(raw, "platform", field, "required platform name")
         elif platform not in self.platforms:
-            self.problem(
-                raw.line_of("platform"), f"{field}.platform", self.unknown_platform(platform)
-            )
+            self.bad(raw, "platform", field, self.unknown_platform(platform))
         change = self.change(raw, field, DECISION_ROOTS)
         reversibility = raw.get("reversibility", Reversibility.COMPENSATABLE.value)
-        if reversibility not in Reversibility.__members__.values():
-            self.problem(
-                raw.line_of("reversibility"),
-                f"{field}.reversibility",
-                f"one of {', '.join(Reversibility)}; got {reversibility!r}",
-            )
-        undo = raw.get("compensation")
-        reason = raw.get("no_rollback_reason")
-        if undo is None and not reason:
-            self.problem(
-                raw.line,
-                field,
-                f"step {step_id!r} declares neither a compensation nor a no_rollback_reason",
-            )
-        if undo is not None and reason:
-            self.problem(
-                raw.line_of("no_rollback_reason"),
-                field,
-                "give a compensation or a no_rollback_reason, not both",
-            )
+        if reversibility not in REVERSIBILITIES:
+            choices = ", ".join(REVERSIBILITIES)
+            self.bad(raw, "reversibility", field, f"one of {choices}; got {reversibility!r}")
+        undo, reason = raw.get("compensation"), raw.get("no_rollback_reason")
+        if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+            self.bad(raw, "no_rollback_reason", field, "must be text saying why")
+        elif undo is None and reason is None:
+            message = f"step {step_id!r} declares neither a compensation nor a no_rollback_reason"
+            self.problem(raw.line, field, message)
+        elif undo is not None and reason is not None:
+            self.bad(raw, "no_rollback_reason", field, "give it or a compensation, not both")
         if undo is not None and reversibility == Reversibility.IRREVERSIBLE:
-            self.problem(
-                raw.line_of("compensation"),
-                f"{field}.compensation",
-                "an irreversible step cannot have a compensation",
-            )
-        if reason is not None and not isinstance(reason, str):
-            self.problem(raw.line_of("no_rollback_reason"), f"{field}.no_rollback_reason", "text")
+            message = "an irreversible step cannot have a compensation; mark it compensatable"
+            self.bad(raw, "compensation", field, message)
         compensation = self.compensation(undo, f"{field}.compensation", raw.line_of("compensation"))
         retry = self.retry(raw, field)
-        timeout = self.seconds(raw, "timeout", field, 10.0)
+        timeout = self.seconds(raw, "timeout", field, DEFAULT_TIMEOUT)
+        snapshot = self.request(raw, field, DECISION_ROOTS, key="snapshot", method="GET")
         if len(self.problems) > count or change is None:
             return None
-        build = _change_builder(str(platform), *change)
+        self.first_targets.setdefault(str(platform), _read_by(snapshot) or change.target)
         return Step(
             id=str(step_id),
             platform=str(platform),
-            build=lambda d: build(decision_context(d)),
+            build=lambda decision: change.build(str(platform), decision_context(decision)),
             compensation=compensation,
             no_rollback_reason=str(reason or ""),
             reversibility=Reversibility(reversibility),
@@ -269,165 +287,181 @@ class _Parser:
             return None
         count = len(self.problems)
         unknown_keys(raw, COMPENSATION_KEYS, field, self.problems)
-        if not isinstance(raw.get("id"), str) or not IDENTIFIER.match(raw["id"]):
-            self.problem(
-                raw.line_of("id"), f"{field}.id", "required: lower-case letters, digits, _"
-            )
         change = self.change(raw, field, COMPENSATION_ROOTS)
         retry = self.retry(raw, field)
-        timeout = self.seconds(raw, "timeout", field, 10.0)
-        window = self.seconds(raw, "window", field, 30.0)
+        timeout = self.seconds(raw, "timeout", field, DEFAULT_TIMEOUT)
+        window = self.seconds(raw, "window", field, DEFAULT_WINDOW)
         if len(self.problems) > count or change is None:
             return None
-        mutation_type, target, payload, request = change
-
-        def inverse(decision: DecisionDoc, applied: Change) -> Change:
-            forward = {
-                "platform": applied.platform,
-                "mutation_type": applied.mutation_type,
-                "target": applied.target,
-                "payload": applied.payload,
-            }
-            context = {**decision_context(decision), "forward": forward}
-            return _change_builder(applied.platform, mutation_type, target, payload, request)(
-                context
-            )
-
         return Compensation(
-            id=raw["id"], build_from_decision=inverse, retry=retry, timeout=timeout, window=window
+            id=raw["id"],
+            build_from_decision=change.inverse,
+            retry=retry,
+            timeout=timeout,
+            window=window,
         )
 
-    def change(
-        self, raw: LineMapping, field: str, roots: frozenset[str]
-    ) -> tuple[str, Rendered, Rendered, Rendered | None] | None:
+    def change(self, raw: LineMapping, field: str, roots: frozenset[str]) -> ChangeTemplate | None:
+        """Check the keys a step and a compensation share; return its change template."""
+        if not isinstance(raw.get("id"), str) or not IDENTIFIER.match(raw["id"]):
+            self.bad(raw, "id", field, "required: lower-case letters, digits and _")
         mutation_type = raw.get("mutation_type")
-        if not isinstance(mutation_type, str) or not mutation_type:
-            self.problem(raw.line_of("mutation_type"), f"{field}.mutation_type", "required text")
-        if "target" not in raw:
-            self.problem(raw.line, f"{field}.target", "required: the platform object changed")
-        target = self.template(raw.get("target"), raw.line_of("target"), f"{field}.target", roots)
-        payload = self.template(
-            raw.get("payload", {}), raw.line_of("payload"), f"{field}.payload", roots
-        )
+        if not isinstance(mutation_type, str) or not mutation_type.strip():
+            self.bad(raw, "mutation_type", field, "required text, e.g. add")
+        trees = {}
         for key in ("target", "payload"):
-            value = raw.get(key, {})
-            if not isinstance(value, dict) and not (isinstance(value, str) and "{{" in value):
-                self.problem(raw.line_of(key), f"{field}.{key}", "must be a mapping or a template")
-        request = self.request(raw.get("request"), raw.line_of("request"), field, roots)
+            value = raw.get(key, {} if key == "payload" else None)
+            if key not in raw and key == "target":
+                self.problem(raw.line, f"{field}.target", "required: the platform object changed")
+            elif not isinstance(value, dict) and not is_template(value):
+                self.bad(raw, key, field, "must be a mapping or a template")
+            else:
+                trees[key] = self.tree(value, raw.line_of(key), f"{field}.{key}", roots)
+        request = self.request(raw, field, roots)
+        target, payload = trees.get("target"), trees.get("payload")
         if target is None or payload is None or not isinstance(mutation_type, str):
             return None
-        return mutation_type, target, payload, request
+        return ChangeTemplate(field, mutation_type, target, payload, request)
 
-    def request(self, raw: Any, line: int, field: str, roots: frozenset[str]) -> Rendered | None:
+    def request(
+        self,
+        owner: LineMapping,
+        field: str,
+        roots: frozenset[str],
+        *,
+        key: str = "request",
+        method: str = "POST",
+    ) -> CompiledTree | None:
+        """Compile a step's own HTTP request (``request``, or ``snapshot`` for its state)."""
+        raw, field = owner.get(key), f"{field}.{key}"
         if raw is None:
             return None
-        field = f"{field}.request"
         if not isinstance(raw, LineMapping):
-            self.problem(line, field, "must be a mapping with method, path and json")
+            self.problem(owner.line_of(key), field, "a mapping with method, path and json")
             return None
         unknown_keys(raw, REQUEST_KEYS, field, self.problems)
-        if str(raw.get("method", "POST")).upper() not in METHODS:
-            self.problem(raw.line_of("method"), f"{field}.method", f"one of {', '.join(METHODS)}")
+        method = raw.get("method", method)
+        if not isinstance(method, str) or method.upper() not in METHODS:
+            self.bad(raw, "method", field, f"one of {', '.join(METHODS)}; got {method!r}")
+            method = "POST"
         path = raw.get("path")
         if not isinstance(path, str) or not path.startswith("/"):
-            self.problem(raw.line_of("path"), f"{field}.path", 'required, starting with "/"')
-        return self.template(dict(raw), line, field, roots)
+            self.bad(raw, "path", field, 'required text starting with "/"')
+        request = LineMapping(raw, method=method.upper())
+        request.line, request.lines = raw.line, raw.lines
+        return self.tree(request, raw.line, field, roots)
+
+    def drill(
+        self, doc: LineMapping, fields: Mapping[str, Mapping[str, Any]]
+    ) -> Callable[[str], dict[str, Any]] | None:
+        """Return the action a drill proposes (``drill: {action: ...}``), checked against
+        the declared action fields."""
+        raw = doc.get("drill")
+        if raw is None:
+            return None
+        if not isinstance(raw, LineMapping):
+            self.bad(doc, "drill", "", "a mapping with action: the action a drill proposes")
+            return None
+        unknown_keys(raw, frozenset({"action", "seed"}), "drill", self.problems)
+        if not isinstance(raw.get("action"), LineMapping):
+            self.bad(raw, "action", "drill", "required mapping of action field values")
+            return None
+        tree = self.tree(raw["action"], raw.line_of("action"), "drill.action", DRILL_ROOTS)
+        if tree is None:
+            return None
+        try:
+            errors = validate_action(tree({"drill": "drill-check"}), fields)
+        except TemplateRenderError as error:
+            errors = {"drill.action": str(error)}
+        for name, message in errors.items():
+            key = name.removeprefix("action.")
+            self.bad(raw["action"], key, "drill.action", message)
+        return lambda name: dict(tree({"drill": name}))
+
+    def drill_seed(self, doc: LineMapping) -> Callable[[str], dict[str, Any]] | None:
+        """Return the objects a drill creates first: ``seed: {platform: [{target, state}]}``."""
+        raw = doc.get("drill")
+        if not isinstance(raw, LineMapping) or raw.get("seed") is None:
+            return None
+        seed = raw["seed"]
+        if not isinstance(seed, LineMapping):
+            self.bad(raw, "seed", "drill", "must map platform names to lists of {target, state}")
+            return None
+        trees: dict[str, CompiledTree] = {}
+        for platform, objects in seed.items():
+            field, line = f"drill.seed.{platform}", seed.lines[platform]
+            if platform not in self.platforms:
+                self.problem(line, field, self.unknown_platform(platform))
+                continue
+            if not isinstance(objects, list) or not objects:
+                self.problem(line, field, "a list of {target: ..., state: ...}")
+                continue
+            for n, entry in enumerate(objects):
+                if not isinstance(entry, LineMapping) or set(entry) != {"target", "state"}:
+                    self.problem(line, f"{field}[{n}]", "must be {target: ..., state: ...}")
+            if (tree := self.tree(objects, line, field, DRILL_ROOTS)) is not None:
+                trees[platform] = tree
+        return lambda name: {platform: tree({"drill": name}) for platform, tree in trees.items()}
 
     def retry(self, raw: LineMapping, field: str) -> RetryPolicy:
-        spec = raw.get("retry", {})
-        field = f"{field}.retry"
+        spec, field = raw.get("retry", LineMapping()), f"{field}.retry"
         if not isinstance(spec, LineMapping):
-            if spec != {}:
-                self.problem(raw.line_of("retry"), field, "must be a mapping of retry settings")
+            self.bad(raw, "retry", field.removesuffix(".retry"), "a mapping of retry settings")
             return RetryPolicy()
-        unknown_keys(spec, RETRY_KEYS, field, self.problems)
-        values = {}
+        unknown_keys(spec, frozenset(RETRY_MINIMUMS), field, self.problems)
+        values: dict[str, Any] = {}
         for key, value in spec.items():
-            if key not in RETRY_KEYS:
+            if key not in RETRY_MINIMUMS:
                 continue
             whole = key == "max_attempts"
             if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
-                kind = "a whole number" if whole else "a number of seconds"
-                self.problem(spec.lines[key], f"{field}.{key}", f"must be {kind}; got {value!r}")
-            elif value < (1 if whole else 0):
-                self.problem(spec.lines[key], f"{field}.{key}", f"too small: {value!r}")
+                kind = "a whole number" if whole else "a number"
+                self.bad(spec, key, field, f"must be {kind}; got {value!r}")
+            elif not isfinite(value):
+                self.bad(spec, key, field, f"must be a finite number; got {value!r}")
+            elif value < RETRY_MINIMUMS[key] or (key == "jitter" and value > 1):
+                limit = "between 0 and 1" if key == "jitter" else f"at least {RETRY_MINIMUMS[key]}"
+                self.bad(spec, key, field, f"must be {limit}; got {value!r}")
             else:
                 values[key] = value
-        try:
-            return RetryPolicy(**values)
-        except ValueError as error:
-            self.problem(raw.line_of("retry"), field, str(error))
-            return RetryPolicy()
+        default = RetryPolicy()
+        initial = values.get("initial_interval", default.initial_interval)
+        maximum = values.get("maximum_interval", default.maximum_interval)
+        if initial > maximum:
+            key = "initial_interval" if "initial_interval" in spec else "maximum_interval"
+            message = f"initial_interval ({initial:g}) is more than maximum_interval ({maximum:g})"
+            self.bad(spec, key, field, message)
+            return default
+        return RetryPolicy(**values)
 
     def seconds(self, raw: LineMapping, key: str, field: str, default: float) -> float:
         value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            self.problem(raw.line_of(key), f"{field}.{key}", f"seconds, more than 0; got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < inf:
+            self.bad(raw, key, field, f"seconds, more than 0; got {value!r}")
             return default
         return float(value)
 
-    def template(self, value: Any, line: int, field: str, roots: frozenset[str]) -> Rendered | None:
+    def tree(self, value: Any, line: int, field: str, roots: frozenset[str]) -> CompiledTree | None:
+        """Compile a value's templates; report syntax errors and names other than ``roots``."""
         try:
-            unknown = names_used(value) - roots
-        except TemplateSyntaxError as error:
-            self.problem(line, field, f"template syntax: {error.message}")
+            tree = compile_tree(value, field, line)
+        except TemplateInvalid as invalid:
+            self.problem(invalid.line, invalid.field, invalid.message)
             return None
-        if unknown:
-            self.problem(
-                line,
-                field,
-                f"unknown name {', '.join(sorted(unknown))}; use {', '.join(sorted(roots))}",
-            )
-            return None
-        return compile_tree(value, field)
+        for name, (where, name_line) in tree.names.items():
+            if name not in roots:
+                hint = " (only a compensation sees forward)" if name == "forward" else ""
+                message = f"unknown name {name!r}; use {', '.join(sorted(roots))}{hint}"
+                self.problem(name_line, where, message)
+        return tree if roots.issuperset(tree.names) else None
 
     def unknown_platform(self, platform: str) -> str:
-        known = ", ".join(sorted(self.platforms))
+        known = ", ".join(sorted(self.platforms)) or "none"
         return f"unknown platform {platform!r}; known: {known} (declare it in the platforms file)"
 
 
-def _change_builder(
-    platform: str,
-    mutation_type: str,
-    target: Rendered,
-    payload: Rendered,
-    request: Rendered | None,
-) -> Any:
-    def build(context: Mapping[str, Any]) -> Change:
-        rendered_target, rendered_payload = target(context), payload(context)
-        for name, value in (("target", rendered_target), ("payload", rendered_payload)):
-            if not isinstance(value, dict):
-                raise TemplateRenderError(
-                    f"{mutation_type}: {name} rendered to {value!r}, not a mapping"
-                )
-        return Change(
-            platform=platform,
-            mutation_type=mutation_type,
-            payload=rendered_payload,
-            target=rendered_target,
-            request=request(context) if request is not None else None,
-        )
-
-    return build
-
-
-def _validate_action(
-    action: Mapping[str, Any], fields: Mapping[str, Mapping[str, Any]]
-) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    for name, spec in fields.items():
-        key = f"action.{name}"
-        if name not in action or action[name] is None:
-            if spec.get("required", True):
-                errors[key] = f"required ({spec.get('type')})"
-            continue
-        value = action[name]
-        kind = spec.get("type", "string")
-        wrong_bool = isinstance(value, bool) and kind != "boolean"
-        if wrong_bool or not isinstance(value, FIELD_TYPES.get(kind, (object,))):
-            errors[key] = f"must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}; got {value!r}"
-        elif kind == "string" and not str(value).strip():
-            errors[key] = "must not be empty"
-        elif "enum" in spec and value not in spec["enum"]:
-            errors[key] = f"must be one of {', '.join(map(str, spec['enum']))}; got {value!r}"
-    return errors
+def _read_by(snapshot: CompiledTree | None) -> CompiledTree | None:
+    """Return the scope target a step's ``snapshot`` request stands for."""
+    if snapshot is None:
+        return None
+    return CompiledTree(lambda context: {"request": snapshot(context)}, snapshot.names)

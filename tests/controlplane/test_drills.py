@@ -1,5 +1,6 @@
 """Compensation drills: started by operators, run by the runners, checked, reported."""
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from controlplane.models import Drill, DrillPlan, Role, Workspace
 from mutations.connectors import Applied, Change, register_connector, unregister_connector
 from runs.models import WorkflowRun
 from runs.workflows import Compensation, Step, Workflow, register
-from runs.workflows.builtin import budget_change
+from runs.workflows.builtin import budget_change, execute_rebalance_spend, pause_campaign
 from runs.workflows.registry import unregister
 from tests.conftest import command, drain
 
@@ -95,6 +96,8 @@ def broken_workflow() -> Iterator[Workflow]:
                 "google": dict(d["action"]["scope"]),
             },
             validate_action=lambda action: {},
+            drill_action=execute_rebalance_spend.drill_action,
+            drill_seed=execute_rebalance_spend.drill_seed,
             steps=(
                 Step(
                     id="take",
@@ -122,7 +125,6 @@ def test_broken_compensation_fails_the_net_zero_check(
         step_id="give",
         fault="fatal",
         started_by="user:ops",
-        template={"reason": "drill"},
     )
     drain()
     drill = verify_drill(Drill.objects.get(pk=drill.pk))
@@ -170,17 +172,23 @@ class LiveConnector:
 
 def test_drill_naming_a_live_connector_is_refused(workspace: Workspace) -> None:
     register_connector(LiveConnector())
+    live = dataclasses.replace(
+        pause_campaign,
+        id="pause_live",
+        drill_action=lambda market: {"channel": "live_ads", "scope": {"market": market}},
+    )
+    register(live)
     try:
         with pytest.raises(DrillRefused, match="'live_ads' is a live connector"):
             start_drill(
                 workspace=workspace,
-                workflow_id="pause_campaign",
+                workflow_id="pause_live",
                 step_id="pause_channel_campaign",
                 fault="fatal",
                 started_by="user:ops",
-                template={"channel": "live_ads"},
             )
     finally:
+        unregister("pause_live", 1)
         unregister_connector("live_ads")
     assert not Drill.objects.exists()
 

@@ -1,0 +1,70 @@
+"""Planned faults: the failures a drill (or a test) asks a sandbox platform to have.
+
+A fault is a row naming a platform, a kind and the idempotency-key prefix it applies to;
+each call consumes one of its ``remaining`` calls. The connector of a sandbox platform
+takes the fault before the call leaves, so any platform marked ``sandbox`` can be
+drilled, simulated or real: an ambiguous fault lets the call through and loses its answer.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.db.models import F, Q, Value
+from django.db.models.functions import Length, Substr
+
+from mutations.connectors.base import (
+    AmbiguousOutcome,
+    FatalError,
+    PlatformError,
+    PlatformTimeout,
+    RateLimited,
+    TransientError,
+)
+from mutations.models import SandboxFault
+
+
+def take_fault(org_id: str, platform: str, key: str, mutation_type: str) -> SandboxFault | None:
+    """Return the first planned fault for this call, consuming one of its calls."""
+    candidates = SandboxFault.objects.filter(
+        Q(mutation_type="") | Q(mutation_type=mutation_type),
+        org_id=org_id,
+        platform=platform,
+        key_prefix=Substr(Value(key), 1, Length("key_prefix")),  # a prefix of the key
+    ).order_by("id")
+    for fault in candidates:
+        if fault.remaining is None:
+            return fault
+        spent = SandboxFault.objects.filter(pk=fault.pk, remaining__gt=0).update(
+            remaining=F("remaining") - 1
+        )
+        if spent:
+            return fault
+    return None
+
+
+def fault_error(fault: SandboxFault, api: str, timeout: float) -> PlatformError | None:
+    """Return the error the fault stands for (after its delay), or None for a slow call
+    that still answers in time. ``api`` is the name the platform's errors carry."""
+    if fault.delay_ms:
+        time.sleep(min(fault.delay_ms / 1000, timeout))
+    match fault.kind:
+        case SandboxFault.Kind.RATE_LIMIT:
+            retry_after = fault.retry_after_seconds or 60
+            return RateLimited(
+                f"{api}: rate_limit_exceeded (code 429, retry_after={retry_after}s)",
+                retry_after=retry_after,
+            )
+        case SandboxFault.Kind.TRANSIENT:
+            return TransientError(f"{api}: backend_error (code 503)")
+        case SandboxFault.Kind.TIMEOUT:
+            return PlatformTimeout(f"{api}: deadline_exceeded after {timeout:g}s")
+        case SandboxFault.Kind.FATAL:
+            return FatalError(f"{api}: invalid_request (code 400)")
+        case SandboxFault.Kind.AMBIGUOUS:
+            return AmbiguousOutcome(f"{api}: connection reset after the request was sent")
+        case SandboxFault.Kind.SLOW:
+            if fault.delay_ms / 1000 > timeout:
+                return PlatformTimeout(f"{api}: deadline_exceeded after {timeout:g}s")
+            return None
+    raise ValueError(f"Unknown sandbox fault kind {fault.kind!r}")
