@@ -6,7 +6,8 @@ class ControlplaneConfig(AppConfig):
     verbose_name = "Control plane"
 
     def ready(self) -> None:
-        from controlplane.drills import start_due_drills, verify_finished_drills
+        from controlplane.drills.schedule import start_due_drills
+        from controlplane.drills.verify import verify_finished_drills
         from runs import periodic
 
         periodic.register("start_due_drills", start_due_drills)

@@ -76,7 +76,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "controlplane.context_processors.tenancy",
+                "controlplane.pages.context_processors.tenancy",
             ],
         },
     },
@@ -141,15 +141,15 @@ LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "controlplane.tokens.BearerTokenAuthentication",
+        "controlplane.access.tokens.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "controlplane.api_errors.handle_exception",
+    "EXCEPTION_HANDLER": "controlplane.api.errors.handle_exception",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_CLASSES": ["controlplane.throttling.AgentRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["controlplane.access.throttling.AgentRateThrottle"],
     "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%SZ",
 }
 

@@ -4,7 +4,9 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from controlplane import api, api_resources, views
+from controlplane import pages as views
+from controlplane.api import decisions as api
+from controlplane.api import resources as api_resources
 
 api_v1 = [
     path("decisions/", api.decisions, name="api-decisions"),

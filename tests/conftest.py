@@ -7,6 +7,8 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from controlplane.intake.serializers import DecisionInSerializer
+from controlplane.intake.submit import POLICY_DIR, submit_decision
 from controlplane.models import (
     Decision,
     Membership,
@@ -15,9 +17,7 @@ from controlplane.models import (
     ServiceAccount,
     Workspace,
 )
-from controlplane.policy_versions import activate_policy
-from controlplane.serializers import DecisionInSerializer
-from controlplane.services import POLICY_DIR, submit_decision
+from controlplane.policy.versions import activate_policy
 from mutations.ids import new_id
 from mutations.models import SandboxCampaign
 from runs.runner import Worker

@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from mutations.yamltext import LineMapping, Problem, unknown_keys
+
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 FIELD_KEYS = frozenset({"type", "required", "enum", "description"})
 FIELD_TYPES: dict[str, Any] = {  # an action field's declared type: the values it accepts
@@ -17,6 +19,42 @@ FIELD_TYPES: dict[str, Any] = {  # an action field's declared type: the values i
     "object": dict,
     "list": list,
 }
+
+
+def parse_fields(doc: LineMapping, problems: list[Problem]) -> dict[str, LineMapping]:
+    """Return the declared fields (``action:``); add a problem for each malformed one."""
+    raw = doc.get("action", LineMapping())
+    if not isinstance(raw, LineMapping):
+        message = "must map field names to {type: ...}"
+        problems.append(Problem(doc.line_of("action"), "action", message))
+        return {}
+
+    def bad(spec: LineMapping, key: str, field: str, message: str) -> None:
+        problems.append(Problem(spec.line_of(key), f"{field}.{key}", message))
+
+    for name, spec in raw.items():
+        field = f"action.{name}"
+        if not FIELD_NAME.match(name):
+            problems.append(
+                Problem(raw.lines[name], field, "a field name is letters, digits and _")
+            )
+        if not isinstance(spec, LineMapping):
+            message = "must be a mapping such as {type: string}"
+            problems.append(Problem(raw.lines[name], field, message))
+            continue
+        unknown_keys(spec, FIELD_KEYS, field, problems)
+        kind = str(spec.get("type"))
+        if kind not in FIELD_TYPES:
+            got = "required" if "type" not in spec else f"got {spec['type']!r}"
+            bad(spec, "type", field, f"one of {', '.join(FIELD_TYPES)}; {got}")
+        if not isinstance(spec.get("required", True), bool):
+            bad(spec, "required", field, "must be true or false")
+        if "enum" in spec and (not isinstance(spec["enum"], list) or not spec["enum"]):
+            bad(spec, "enum", field, "a non-empty list of values")
+        elif "enum" in spec and kind in FIELD_TYPES:
+            for value in (v for v in spec["enum"] if type_error(v, kind)):
+                bad(spec, "enum", field, f"{value!r} is not {a_kind(kind)}")
+    return {name: spec for name, spec in raw.items() if isinstance(spec, LineMapping)}
 
 
 def validate_action(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Mapping
-from math import inf, isfinite
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,11 @@ from mutations.yamltext import (
 )
 from runs.retry import RetryPolicy
 from runs.workflows.action_fields import (
-    FIELD_KEYS,
-    FIELD_NAME,
-    FIELD_TYPES,
-    a_kind,
-    type_error,
+    parse_fields,
     validate_action,
 )
 from runs.workflows.registry import Compensation, Reversibility, Step, Workflow
+from runs.workflows.retry_fields import parse_retry, parse_seconds
 from runs.workflows.templates import (
     ChangeTemplate,
     CompiledTree,
@@ -56,14 +52,6 @@ STEP_KEYS = CHANGE_KEYS | {
 COMPENSATION_KEYS = CHANGE_KEYS | {"window"}
 REQUEST_KEYS = frozenset({"method", "path", "json"})
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-RETRY_MINIMUMS = {  # the smallest value each retry setting accepts
-    "max_attempts": 1,
-    "initial_interval": 0,
-    "backoff_coefficient": 1,
-    "maximum_interval": 0,
-    "jitter": 0,
-    "retry_after_cap": 0,
-}
 REVERSIBILITIES = tuple(r.value for r in Reversibility)
 DECISION_ROOTS = frozenset({"decision", "action", "id"})
 COMPENSATION_ROOTS = DECISION_ROOTS | {"forward"}
@@ -146,7 +134,7 @@ class _Parser:
         for key in ("topic", "description"):
             if not isinstance(doc.get(key, ""), str):
                 self.bad(doc, key, "", "must be text")
-        fields = self.action_fields(doc)
+        fields = parse_fields(doc, self.problems)
         raw_steps = doc.get("steps")
         if not isinstance(raw_steps, list) or not raw_steps:
             self.bad(doc, "steps", "", "required: a list of one or more steps")
@@ -187,32 +175,6 @@ class _Parser:
                         mapping, "id", field, f"{mapping['id']!r} repeats {seen[mapping['id']]}"
                     )
                 seen.setdefault(mapping["id"], f"{field}.id")
-
-    def action_fields(self, doc: LineMapping) -> dict[str, LineMapping]:
-        raw = doc.get("action", LineMapping())
-        if not isinstance(raw, LineMapping):
-            self.bad(doc, "action", "", "must map field names to {type: ...}")
-            return {}
-        for name, spec in raw.items():
-            field = f"action.{name}"
-            if not FIELD_NAME.match(name):
-                self.problem(raw.lines[name], field, "a field name is letters, digits and _")
-            if not isinstance(spec, LineMapping):
-                self.problem(raw.lines[name], field, "must be a mapping such as {type: string}")
-                continue
-            unknown_keys(spec, FIELD_KEYS, field, self.problems)
-            kind = str(spec.get("type"))
-            if kind not in FIELD_TYPES:
-                got = "required" if "type" not in spec else f"got {spec['type']!r}"
-                self.bad(spec, "type", field, f"one of {', '.join(FIELD_TYPES)}; {got}")
-            if not isinstance(spec.get("required", True), bool):
-                self.bad(spec, "required", field, "must be true or false")
-            if "enum" in spec and (not isinstance(spec["enum"], list) or not spec["enum"]):
-                self.bad(spec, "enum", field, "a non-empty list of values")
-            elif "enum" in spec and kind in FIELD_TYPES:
-                for value in (v for v in spec["enum"] if type_error(v, kind)):
-                    self.bad(spec, "enum", field, f"{value!r} is not {a_kind(kind)}")
-        return {name: spec for name, spec in raw.items() if isinstance(spec, LineMapping)}
 
     def scope(self, doc: LineMapping) -> ScopeTemplate | None:
         """Return the scope function: the declared one or each platform's first target."""
@@ -404,42 +366,10 @@ class _Parser:
         return lambda name: {platform: tree({"drill": name}) for platform, tree in trees.items()}
 
     def retry(self, raw: LineMapping, field: str) -> RetryPolicy:
-        spec, field = raw.get("retry", LineMapping()), f"{field}.retry"
-        if not isinstance(spec, LineMapping):
-            self.bad(raw, "retry", field.removesuffix(".retry"), "a mapping of retry settings")
-            return RetryPolicy()
-        unknown_keys(spec, frozenset(RETRY_MINIMUMS), field, self.problems)
-        values: dict[str, Any] = {}
-        for key, value in spec.items():
-            if key not in RETRY_MINIMUMS:
-                continue
-            whole = key == "max_attempts"
-            if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
-                kind = "a whole number" if whole else "a number"
-                self.bad(spec, key, field, f"must be {kind}; got {value!r}")
-            elif not isfinite(value):
-                self.bad(spec, key, field, f"must be a finite number; got {value!r}")
-            elif value < RETRY_MINIMUMS[key] or (key == "jitter" and value > 1):
-                limit = "between 0 and 1" if key == "jitter" else f"at least {RETRY_MINIMUMS[key]}"
-                self.bad(spec, key, field, f"must be {limit}; got {value!r}")
-            else:
-                values[key] = value
-        default = RetryPolicy()
-        initial = values.get("initial_interval", default.initial_interval)
-        maximum = values.get("maximum_interval", default.maximum_interval)
-        if initial > maximum:
-            key = "initial_interval" if "initial_interval" in spec else "maximum_interval"
-            message = f"initial_interval ({initial:g}) is more than maximum_interval ({maximum:g})"
-            self.bad(spec, key, field, message)
-            return default
-        return RetryPolicy(**values)
+        return parse_retry(raw, field, self.problems)
 
     def seconds(self, raw: LineMapping, key: str, field: str, default: float) -> float:
-        value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < inf:
-            self.bad(raw, key, field, f"seconds, more than 0; got {value!r}")
-            return default
-        return float(value)
+        return parse_seconds(raw, key, field, default, self.problems)
 
     def tree(self, value: Any, line: int, field: str, roots: frozenset[str]) -> CompiledTree | None:
         """Compile a value's templates; report syntax errors and names other than ``roots``."""

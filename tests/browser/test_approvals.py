@@ -43,8 +43,8 @@ def test_approver_approves_and_watches_the_run_complete(
 def test_rejected_decision_ends_rejected_with_no_mutation(
     page: Page, live_server: Any, demo: None
 ) -> None:
+    from controlplane.intake.submit import submit_decision
     from controlplane.models import ServiceAccount
-    from controlplane.services import submit_decision
 
     agent = ServiceAccount.objects.select_related("workspace").get(name="decision-runtime-cron")
     document = rebalance(amount=9000)

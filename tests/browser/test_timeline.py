@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from controlplane.demo import SEED_DECISION_ID
+from controlplane.devtools.demo import SEED_DECISION_ID
+from controlplane.intake.serializers import DecisionInSerializer
+from controlplane.intake.submit import submit_decision
 from controlplane.models import ServiceAccount
-from controlplane.serializers import DecisionInSerializer
-from controlplane.services import submit_decision
 from mutations.models import Mutation, SandboxFault
 from tests.browser.conftest import screenshot
 from tests.conftest import rebalance

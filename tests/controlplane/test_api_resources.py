@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from controlplane import sample_data
+from controlplane.access.tokens import create_token
+from controlplane.devtools import sample_data
 from controlplane.models import PolicyVersion, Role, ServiceAccount
-from controlplane.tokens import create_token
 from tests.conftest import rebalance, submit
 
 pytestmark = pytest.mark.django_db

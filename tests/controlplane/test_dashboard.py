@@ -10,7 +10,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from controlplane import sample_data as factories
+from controlplane.devtools import sample_data as factories
 from controlplane.models import Organization, Role, ServiceAccount, Workspace
 from tests.conftest import command
 

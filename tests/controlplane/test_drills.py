@@ -8,7 +8,9 @@ import pytest
 from django.core.management.base import CommandError
 from django.test import Client
 
-from controlplane.drills import DrillRefused, start_drill, start_due_drills, verify_drill
+from controlplane.drills.schedule import start_due_drills
+from controlplane.drills.start import DrillRefused, start_drill
+from controlplane.drills.verify import verify_drill
 from controlplane.models import Drill, DrillPlan, Role, Workspace
 from mutations.connectors import Applied, Change, register_connector, unregister_connector
 from runs.models import WorkflowRun

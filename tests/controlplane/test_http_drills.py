@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from controlplane.drills import DrillRefused, drill_everything, start_drill, verify_drill
+from controlplane.drills.schedule import drill_everything
+from controlplane.drills.start import DrillRefused, start_drill
+from controlplane.drills.verify import verify_drill
 from controlplane.models import Drill, Workspace
 from mutations.connectors import HttpConnector, HttpPlatform, register_connector
 from mutations.models import Mutation

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import ignored_auth, response_schema_conformance
 
+from controlplane.access.tokens import create_token
 from controlplane.models import ServiceAccount
-from controlplane.tokens import create_token
 from controlplane.wsgi import application
 from tests.conftest import rebalance, submit
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from controlplane.demo import SEED_DECISION_ID
+from controlplane.devtools.demo import SEED_DECISION_ID
 from controlplane.models import Organization, Role, Workspace
 from mutations.models import Mutation
 from runs.models import WorkflowRun

@@ -2,8 +2,8 @@ from typing import Any
 
 import pytest
 
-from controlplane.policy import PolicyInvalid, parse_policy
-from controlplane.services import POLICY_DIR
+from controlplane.intake.submit import POLICY_DIR
+from controlplane.policy.rules import PolicyInvalid, parse_policy
 from tests.conftest import load_fixture
 
 

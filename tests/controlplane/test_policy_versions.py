@@ -8,8 +8,8 @@ from django.core.management.base import CommandError
 from django.test import Client
 
 from controlplane.models import PolicyActivation, PolicyVersion, Role, ServiceAccount, Workspace
-from controlplane.policy import PolicyInvalid, parse_policy
-from controlplane.policy_versions import activate_policy
+from controlplane.policy.rules import PolicyInvalid, parse_policy
+from controlplane.policy.versions import activate_policy
 from tests.conftest import command, rebalance, submit
 
 pytestmark = pytest.mark.django_db

@@ -6,10 +6,10 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from controlplane import sample_data
-from controlplane.drills import start_drill
+from controlplane.access.tokens import create_token
+from controlplane.devtools import sample_data
+from controlplane.drills.start import start_drill
 from controlplane.models import Organization, Role, ServiceAccount, Workspace
-from controlplane.tokens import create_token
 
 pytestmark = pytest.mark.django_db
 

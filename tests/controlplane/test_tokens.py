@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from controlplane.access.tokens import create_token, revoke_token
 from controlplane.models import ApiToken, Organization, Role, ServiceAccount, Workspace
-from controlplane.tokens import create_token, revoke_token
 from tests.conftest import rebalance
 
 pytestmark = pytest.mark.django_db

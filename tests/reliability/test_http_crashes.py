@@ -6,7 +6,7 @@ import signal
 import pytest
 
 from controlplane.models import ServiceAccount
-from controlplane.policy_versions import activate_policy
+from controlplane.policy.versions import activate_policy
 from mutations.models import Mutation
 from runs.models import WorkflowRun
 from tests.conftest import submit

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from controlplane.models import ServiceAccount
-from controlplane.policy_versions import activate_policy
+from controlplane.policy.versions import activate_policy
 from mutations.models import Mutation
 from runs.models import WorkflowRun
 from tests.conftest import submit

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from controlplane.demo import SEED_DECISION_ID
+from controlplane.devtools.demo import SEED_DECISION_ID
 from controlplane.models import Organization, ServiceAccount
 from mutations.hashing import snapshot_scope, state_hash
 from mutations.models import Mutation, RuntimeEvent, SandboxFault, SandboxOperation

@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
-from controlplane.bench import Bench
+from controlplane.devtools.bench import Bench
 
 
 class Command(BaseCommand):

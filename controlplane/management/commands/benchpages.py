@@ -9,8 +9,7 @@ from django.db import connection
 from django.test import Client
 from rich.progress import Progress
 
-from controlplane import sample_data
-from controlplane.forms import Cursor
+from controlplane.devtools import sample_data
 from controlplane.models import (
     Decision,
     Membership,
@@ -19,6 +18,7 @@ from controlplane.models import (
     ServiceAccount,
     Workspace,
 )
+from controlplane.pages.forms import Cursor
 from mutations.ids import new_id
 
 BATCH = 5000

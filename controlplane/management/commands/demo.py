@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from controlplane.demo import DEMO_USERS, demo_password, load_demo
+from controlplane.devtools.demo import DEMO_USERS, demo_password, load_demo
 
 
 class Command(BaseCommand):

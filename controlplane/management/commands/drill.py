@@ -4,7 +4,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rich.progress import Progress
 
-from controlplane.drills import DrillRefused, drill_everything, start_drill, verify_drill
+from controlplane.drills.schedule import drill_everything
+from controlplane.drills.start import DrillRefused, start_drill
+from controlplane.drills.verify import verify_drill
 from controlplane.models import Drill, Fault, Workspace
 from runs.runner import Worker
 

@@ -4,8 +4,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from controlplane.models import Workspace
-from controlplane.policy import PolicyInvalid, parse_policy
-from controlplane.policy_versions import activate_policy
+from controlplane.policy.rules import PolicyInvalid, parse_policy
+from controlplane.policy.versions import activate_policy
 
 
 class Command(BaseCommand):

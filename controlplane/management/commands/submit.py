@@ -4,11 +4,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from controlplane.api_errors import flatten
+from controlplane.api.errors import flatten
 from controlplane.exceptions import DecisionConflict
+from controlplane.intake.serializers import DecisionInSerializer
+from controlplane.intake.submit import submit_decision
 from controlplane.models import Organization, ServiceAccount
-from controlplane.serializers import DecisionInSerializer
-from controlplane.services import submit_decision
 from mutations.services import CLI_SURFACE
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from controlplane.access.tokens import is_agent
 from controlplane.exceptions import NoOrganization
 from controlplane.models import Membership, Organization, Role, Workspace
-from controlplane.tokens import is_agent
 
 SESSION_ORG = "backstop_org_id"
 

@@ -10,16 +10,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from controlplane import api_schema as schema
-from controlplane import selectors
-from controlplane.api_errors import error_body
-from controlplane.api_schema import document
-from controlplane.approvals import decide_held_run
-from controlplane.forms import Cursor, DecisionFilterForm
-from controlplane.models import Decision
-from controlplane.serializers import DecisionInSerializer
-from controlplane.services import submit_decision
-from controlplane.tenancy import (
+from controlplane.access.tenancy import (
     actor_of,
     can_operate,
     can_submit,
@@ -27,6 +18,15 @@ from controlplane.tenancy import (
     current_org,
     submission_workspace,
 )
+from controlplane.api import schema as schema
+from controlplane.api.errors import error_body
+from controlplane.api.schema import document
+from controlplane.intake.approvals import decide_held_run
+from controlplane.intake.serializers import DecisionInSerializer
+from controlplane.intake.submit import submit_decision
+from controlplane.models import Decision
+from controlplane.pages import selectors
+from controlplane.pages.forms import Cursor, DecisionFilterForm
 from mutations.serializers import RuntimeEventSerializer, mutation_entry, query_result
 from mutations.services import API_SURFACE
 from runs.approvals import ApprovalRefused

@@ -10,16 +10,16 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from controlplane.demo_access import load_access_scenario
+from controlplane.devtools.demo_access import load_access_scenario
+from controlplane.intake.serializers import DecisionInSerializer
+from controlplane.intake.submit import POLICY_DIR, Submission, submit_decision
 from controlplane.models import Membership, Organization, Role, ServiceAccount, Workspace
-from controlplane.policy_versions import activate_policy
-from controlplane.serializers import DecisionInSerializer
-from controlplane.services import POLICY_DIR, Submission, submit_decision
+from controlplane.policy.versions import activate_policy
 from mutations.connectors.sandbox import SANDBOX_PLATFORMS
 from mutations.models import SandboxCampaign, SandboxFault
 from mutations.services import CLI_SURFACE
 
-DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
+DEMO_DATA = Path(__file__).resolve().parent.parent / "demo_data"
 DEMO_USERS = {"operator": Role.OPERATOR, "approver": Role.APPROVER, "admin": Role.ADMIN}
 AGENT_NAME = "decision-runtime-cron"
 SEED_DECISION_ID = "dec_01J1B7K9C8N3RXQK9VPYZW2QF4"

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from controlplane.tenancy import SESSION_ORG, memberships
+from controlplane.access.tenancy import SESSION_ORG, memberships
 
 
 def tenancy(request: HttpRequest) -> dict[str, Any]:

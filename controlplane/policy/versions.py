@@ -16,7 +16,7 @@ from controlplane.models import (
     PolicyVersion,
     Workspace,
 )
-from controlplane.policy import (
+from controlplane.policy.rules import (
     FAIL_CLOSED,
     Evaluation,
     Policy,

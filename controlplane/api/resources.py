@@ -10,15 +10,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from controlplane import api_schema as schema
-from controlplane import selectors
-from controlplane.api_schema import document
-from controlplane.drills import DrillRefused, start_drill, verify_drill
-from controlplane.models import Drill, Fault, PolicyVersion
-from controlplane.policy import PolicyInvalid, parse_policy
-from controlplane.policy_versions import activate_policy
-from controlplane.selectors import HeldRun
-from controlplane.tenancy import (
+from controlplane.access.tenancy import (
     actor_of,
     can_administer,
     can_operate,
@@ -26,6 +18,15 @@ from controlplane.tenancy import (
     current_org,
     submission_workspace,
 )
+from controlplane.api import schema as schema
+from controlplane.api.schema import document
+from controlplane.drills.start import DrillRefused, start_drill
+from controlplane.drills.verify import verify_drill
+from controlplane.models import Drill, Fault, PolicyVersion
+from controlplane.pages import selectors
+from controlplane.pages.selectors import HeldRun
+from controlplane.policy.rules import PolicyInvalid, parse_policy
+from controlplane.policy.versions import activate_policy
 from runs.models import RunStatus, WorkflowRun
 
 LIST_LIMIT = 100

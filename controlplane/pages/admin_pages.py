@@ -9,6 +9,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from controlplane.access.tenancy import (
+    actor_of,
+    can_administer,
+    current_membership,
+    default_workspace,
+)
+from controlplane.access.tokens import create_token, revoke_token
 from controlplane.models import (
     ApiToken,
     Membership,
@@ -16,10 +23,8 @@ from controlplane.models import (
     PolicyVersion,
     ServiceAccount,
 )
-from controlplane.policy import PolicyInvalid, PolicyProblem, parse_policy
-from controlplane.policy_versions import activate_policy, dry_run
-from controlplane.tenancy import actor_of, can_administer, current_membership, default_workspace
-from controlplane.tokens import create_token, revoke_token
+from controlplane.policy.rules import PolicyInvalid, PolicyProblem, parse_policy
+from controlplane.policy.versions import activate_policy, dry_run
 
 MAX_POLICY_BYTES = 256 * 1024
 

@@ -10,14 +10,14 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from controlplane.intake.submit import payload_hash
 from controlplane.models import Decision, PolicyEvaluation, ServiceAccount
-from controlplane.services import payload_hash
 from mutations import chain
 from mutations.ids import new_id
 from mutations.models import Mutation
 from runs.models import RunStatus, WorkflowRun
 
-SEED_DECISION = Path(__file__).resolve().parent / "demo_data" / "01_seed_rebalance.json"
+SEED_DECISION = Path(__file__).resolve().parent.parent / "demo_data" / "01_seed_rebalance.json"
 
 
 def decisions(

@@ -9,9 +9,9 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.middleware import HtmxDetails
 
-from controlplane import selectors
-from controlplane.forms import Cursor, DecisionFilterForm
-from controlplane.tenancy import can_approve, current_membership, current_org
+from controlplane.access.tenancy import can_approve, current_membership, current_org
+from controlplane.pages import selectors
+from controlplane.pages.forms import Cursor, DecisionFilterForm
 from mutations.models import LogHead
 
 # htmx stops polling when a response has this status.

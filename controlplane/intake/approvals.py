@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 
+from controlplane.access.tenancy import actor_of, can_approve
 from controlplane.models import Membership
-from controlplane.tenancy import actor_of, can_approve
 from runs import approvals
 from runs.models import Approval, WorkflowRun
 

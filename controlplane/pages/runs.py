@@ -11,8 +11,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from controlplane import selectors
-from controlplane.tenancy import can_operate, current_membership
+from controlplane.access.tenancy import can_operate, current_membership
+from controlplane.pages import selectors
 from runs.models import RunStatus
 from runs.rollback import RollbackRefused, retry_rollback, rollback_evidence
 

@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from controlplane.tenancy import current_membership
+from controlplane.access.tenancy import current_membership
 from mutations.connectors import get_connector, known_platforms
 from runs.workflows.registry import registered
 

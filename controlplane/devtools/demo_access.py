@@ -10,17 +10,17 @@ from typing import Any
 
 import httpx
 
-from controlplane.approvals import decide_held_run
+from controlplane.intake.approvals import decide_held_run
+from controlplane.intake.serializers import DecisionInSerializer
+from controlplane.intake.submit import Submission, submit_decision
 from controlplane.models import Membership, ServiceAccount, Workspace
-from controlplane.serializers import DecisionInSerializer
-from controlplane.services import Submission, submit_decision
 from mutations.connectors import get_connector
 from mutations.connectors.http import HttpConnector
 from mutations.services import CLI_SURFACE
 from runs.models import Approval
 from runs.workflows import workflow_for
 
-logger = logging.getLogger("controlplane.demo")
+logger = logging.getLogger("controlplane.devtools.demo")
 
 # What the three services hold before the grant: the cost center has no seat left, so the
 # third step is refused for good and the run is compensated.

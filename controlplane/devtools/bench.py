@@ -21,15 +21,15 @@ from django.db import connection
 from django.db.models import Max, Min
 from rich.progress import Progress
 
+from controlplane.intake.submit import POLICY_DIR, submit_decision
 from controlplane.models import Organization, ServiceAccount, Workspace
-from controlplane.policy_versions import activate_policy
-from controlplane.services import POLICY_DIR, submit_decision
+from controlplane.policy.versions import activate_policy
 from mutations.connectors.sandbox import open_campaigns
 from mutations.ids import new_id
 from mutations.models import RuntimeEvent, SandboxFault
 from runs.models import TERMINAL_STATUSES, StepExecution, WorkflowRun
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BUDGET = 1_000_000_000_000
 
 

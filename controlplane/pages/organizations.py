@@ -10,11 +10,11 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from controlplane import selectors
-from controlplane.approvals import decide_held_run
+from controlplane.access.tenancy import SESSION_ORG, can_approve, current_membership
+from controlplane.intake.approvals import decide_held_run
 from controlplane.models import Membership
-from controlplane.selectors import HeldRun
-from controlplane.tenancy import SESSION_ORG, can_approve, current_membership
+from controlplane.pages import selectors
+from controlplane.pages.selectors import HeldRun
 from runs.approvals import ApprovalRefused
 from runs.models import Approval, RunStatus, WorkflowRun
 

@@ -16,14 +16,14 @@ from django.utils.dateparse import parse_datetime
 
 from controlplane.exceptions import DecisionConflict
 from controlplane.models import Decision, PolicyEvaluation, Workspace
-from controlplane.policy_versions import evaluate_policy
+from controlplane.policy.versions import evaluate_policy
 from mutations.ids import new_id
 from mutations.models import RuntimeEvent
 from mutations.services import record_event
 from runs.services import create_run
 from runs.workflows import workflow_for
 
-POLICY_DIR = Path(__file__).resolve().parent / "policies"
+POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 NO_POLICY = "none"
 
 

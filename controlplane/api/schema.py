@@ -16,13 +16,13 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 
-from controlplane.serializers import DecisionInSerializer, StrictCharField
+from controlplane.intake.serializers import DecisionInSerializer, StrictCharField
 from mutations.serializers import RuntimeEventSerializer
 from runs.serializers import WorkflowRunSerializer
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "controlplane.tokens.BearerTokenAuthentication"
+    target_class = "controlplane.access.tokens.BearerTokenAuthentication"
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:

@@ -14,10 +14,12 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from controlplane import selectors
-from controlplane.drills import DrillRefused, drill_everything, start_drill, verify_drill
+from controlplane.access.tenancy import actor_of, can_operate, current_membership, default_workspace
+from controlplane.drills.schedule import drill_everything
+from controlplane.drills.start import DrillRefused, start_drill
+from controlplane.drills.verify import verify_drill
 from controlplane.models import Drill, DrillPlan, Fault, Membership
-from controlplane.tenancy import actor_of, can_operate, current_membership, default_workspace
+from controlplane.pages import selectors
 from runs.workflows.registry import all_workflows
 
 HISTORY = 50

@@ -14,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.safestring import SafeString
 
 from controlplane.models import Decision, Drill, Organization, PolicyEvaluation
-from controlplane.timeline_svg import Mark, Tick, draw
+from controlplane.pages.timeline_svg import Mark, Tick, draw
 from mutations.ids import is_valid_id
 from mutations.models import Mutation, RuntimeEvent
 from mutations.serializers import mutation_entry, query_result
