@@ -293,3 +293,20 @@ class Drill(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {self.workflow_id}:{self.step_id} {self.fault}"
+
+    @property
+    def verifying(self) -> bool:
+        """Return whether the run has come to rest but its checks are not stored yet: the
+        runners verify it on their next pass."""
+        return self.verified_at is None and self.run is not None and self.run.is_terminal
+
+
+def decision_status(decision: Decision) -> str:
+    """Return what a person wants to know first: the run's state, or the gate's verdict."""
+    run_status: str | None = getattr(decision, "run_status", None)
+    if run_status:
+        return run_status
+    evaluation: PolicyEvaluation | None = getattr(decision, "evaluation", None)
+    if evaluation is not None and evaluation.outcome == PolicyEvaluation.Outcome.DENY:
+        return "denied"
+    return "received"

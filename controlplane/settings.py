@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from mutations.timestamps import UTC_FORMAT
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -150,7 +152,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "controlplane.api.errors.handle_exception",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["controlplane.access.throttling.AgentRateThrottle"],
-    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%SZ",
+    "DATETIME_FORMAT": UTC_FORMAT,
 }
 
 SPECTACULAR_SETTINGS = {

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from django.utils import timezone
 
 from mutations.models import RuntimeEvent
 
-# Where an event was emitted.
-DECISION_RUNTIME = "decision_runtime"
-API_SURFACE = "api"
-CLI_SURFACE = "cli"
+
+class Surface(StrEnum):
+    """Where the change an event records came from; stored as the event's ``surface``."""
+
+    DECISION_RUNTIME = "decision_runtime"  # the runners and their periodic tasks
+    API = "api"
+    CLI = "cli"
+    DASHBOARD = "dashboard"
+    DRILL = "drill"
+    BENCH = "bench"
 
 
 def new_event(
@@ -19,7 +26,7 @@ def new_event(
     org_id: str,
     kind: str,
     trace_id: str,
-    surface: str,
+    surface: Surface,
     workspace_id: str | None = None,
     user_id: int | None = None,
     decision_id: str | None = None,

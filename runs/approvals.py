@@ -14,7 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from mutations.models import RuntimeEvent
-from mutations.services import record_event
+from mutations.services import Surface
+from runs.events import record_run_event
 from runs.models import Approval, RunStatus, WorkflowRun
 from runs.wakeup import notify_runners
 
@@ -50,6 +51,7 @@ def decide(
     user_id: int,
     actor: str,
     payload_hash: str,
+    surface: Surface,
     comment: str = "",
 ) -> Approval:
     """Approve (the run is dispatched) or reject (the run ends rejected) a held run."""
@@ -60,50 +62,71 @@ def decide(
             .get(run_id=run_id, org_id=org_id)
         )
         now = timezone.now()
-        if approval.status != Approval.Status.PENDING:
-            who = f" by {approval.decided_by}" if approval.decided_by_id else ""
-            raise ApprovalRefused(f"This run was already {approval.status}{who}.")
-        if now >= approval.expires_at:
-            _expire([approval], now)
-            raise ApprovalRefused(f"The approval expired at {approval.expires_at:%Y-%m-%d %H:%M}Z.")
-        run = approval.run
-        if run.requested_by == actor:
-            raise ApprovalRefused(
-                "Separation of duties: whoever submitted a decision cannot approve or reject it.",
-                conflict=False,
-            )
-        if payload_hash != approval.payload_hash:
-            raise ApprovalRefused("The decision differs from the one this approval was for.")
+        _refuse_unless_decidable(approval, actor=actor, payload_hash=payload_hash, now=now)
         approval.status = Approval.Status.APPROVED if approve else Approval.Status.REJECTED
         approval.decided_by_id = user_id
         approval.decided_at = now
         approval.comment = comment
         approval.save(update_fields=["status", "decided_by", "decided_at", "comment"])
-        verb = "approved" if approve else "rejected"
-        fields: dict[str, object] = {"awaiting_approval": False, "updated_at": now}
-        if approve:
-            fields |= {"status": RunStatus.PENDING, "next_wake_at": now}
-        else:
-            fields |= {"status": RunStatus.REJECTED, "finished_at": now, "current_step_id": ""}
-        WorkflowRun.objects.filter(pk=run.pk).update(**fields)
-        _event(
-            run,
-            RuntimeEvent.Kind.APPROVAL_DECIDED,
-            user_id,
-            f"{actor} {verb} the run",
-            {"approval_id": approval.id, "decision": approval.status, "comment": comment},
-        )
-        if approve:
-            notify_runners()
-        else:
-            _event(
-                run,
-                RuntimeEvent.Kind.RUN_FINISHED,
-                user_id,
-                f"Run rejected by {actor}",
-                _terminal(run, RunStatus.REJECTED),
-            )
+        _dispatch_or_reject(approval, user_id=user_id, actor=actor, surface=surface, now=now)
     return approval
+
+
+def _refuse_unless_decidable(
+    approval: Approval, *, actor: str, payload_hash: str, now: datetime
+) -> None:
+    """Raise ApprovalRefused unless ``actor`` may decide this approval now."""
+    if approval.status != Approval.Status.PENDING:
+        who = f" by {approval.decided_by}" if approval.decided_by_id else ""
+        raise ApprovalRefused(f"This run was already {approval.status}{who}.")
+    if now >= approval.expires_at:
+        _expire([approval], now)
+        raise ApprovalRefused(f"The approval expired at {approval.expires_at:%Y-%m-%d %H:%M}Z.")
+    if approval.run.requested_by == actor:
+        raise ApprovalRefused(
+            "Separation of duties: whoever submitted a decision cannot approve or reject it.",
+            conflict=False,
+        )
+    if payload_hash != approval.payload_hash:
+        raise ApprovalRefused("The decision differs from the one this approval was for.")
+
+
+def _dispatch_or_reject(
+    approval: Approval, *, user_id: int, actor: str, surface: Surface, now: datetime
+) -> None:
+    """Move the held run on by the approval's verdict, and record the verdict."""
+    run = approval.run
+    approve = approval.status == Approval.Status.APPROVED
+    verb = "approved" if approve else "rejected"
+    fields: dict[str, object] = {"awaiting_approval": False, "updated_at": now}
+    if approve:
+        fields |= {"status": RunStatus.PENDING, "next_wake_at": now}
+    else:
+        fields |= {"status": RunStatus.REJECTED, "finished_at": now, "current_step_id": ""}
+    WorkflowRun.objects.filter(pk=run.pk).update(**fields)
+    record_run_event(
+        run,
+        RuntimeEvent.Kind.APPROVAL_DECIDED,
+        surface=surface,
+        user_id=user_id,
+        delta_summary=f"{actor} {verb} the run",
+        payload={
+            "approval_id": approval.id,
+            "decision": approval.status,
+            "comment": approval.comment,
+        },
+    )
+    if approve:
+        notify_runners()
+    else:
+        record_run_event(
+            run,
+            RuntimeEvent.Kind.RUN_FINISHED,
+            surface=surface,
+            user_id=user_id,
+            delta_summary=f"Run rejected by {actor}",
+            payload=_terminal(run, RunStatus.REJECTED),
+        )
 
 
 def expire_due(now: datetime | None = None) -> int:
@@ -127,12 +150,12 @@ def _expire(approvals: list[Approval], now: datetime) -> None:
         WorkflowRun.objects.filter(pk=run.pk, status=RunStatus.AWAITING_APPROVAL).update(
             status=RunStatus.EXPIRED, awaiting_approval=False, finished_at=now, updated_at=now
         )
-        _event(
+        record_run_event(
             run,
             RuntimeEvent.Kind.RUN_FINISHED,
-            None,
-            "Nobody approved the run in time",
-            _terminal(run, RunStatus.EXPIRED),
+            surface=Surface.DECISION_RUNTIME,
+            delta_summary="Nobody approved the run in time",
+            payload=_terminal(run, RunStatus.EXPIRED),
         )
 
 
@@ -143,21 +166,3 @@ def _terminal(run: WorkflowRun, status: str) -> dict[str, object]:
         "failed_step_id": None,
         "compensated_mutations": [],
     }
-
-
-def _event(
-    run: WorkflowRun, kind: str, user_id: int | None, summary: str, payload: dict[str, object]
-) -> None:
-    record_event(
-        org_id=run.org_id,
-        workspace_id=run.workspace_id,
-        user_id=user_id,
-        decision_id=run.decision_id,
-        run_id=run.run_id,
-        trace_id=run.trace_id,
-        surface="dashboard" if user_id else "decision_runtime",
-        kind=kind,
-        policy_ids=run.policy_ids,
-        delta_summary=summary,
-        payload=payload,
-    )

@@ -18,10 +18,13 @@ from django.utils import timezone
 from mutations.connectors import PlatformError
 from mutations.hashing import canonical_json, snapshot_scopes, state_hash
 from mutations.models import RuntimeEvent
-from mutations.services import DECISION_RUNTIME, new_event
+from mutations.services import Surface
 from runs.crashpoints import crash_point
-from runs.engine import Engine, RunState, lease_seconds, rollback_lock_seconds
+from runs.engine import Engine
+from runs.events import event_for_run
 from runs.models import RunStatus, ScopeLock, StepExecution, WorkflowRun
+from runs.records import lease_seconds, rollback_lock_seconds
+from runs.state import RunState
 from runs.workflows import get_workflow
 
 logger = logging.getLogger("runs.claims")
@@ -175,15 +178,10 @@ def _start(states: list[RunState], now: datetime) -> list[RunState]:
         run.current_step_id = workflow.steps[0].id
         run.updated_at = now
         events.append(
-            new_event(
-                org_id=run.org_id,
-                workspace_id=run.workspace_id,
-                decision_id=run.decision_id,
-                run_id=run.run_id,
-                trace_id=run.trace_id,
-                surface=DECISION_RUNTIME,
-                kind=RuntimeEvent.Kind.RUN_STARTED,
-                policy_ids=run.policy_ids,
+            event_for_run(
+                run,
+                RuntimeEvent.Kind.RUN_STARTED,
+                surface=Surface.DECISION_RUNTIME,
                 before_state_hash=run.before_state_hash,
                 delta_summary=f"{workflow.id} v{workflow.version} started",
                 payload={

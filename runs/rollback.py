@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from mutations.models import RuntimeEvent
-from mutations.services import record_event
+from mutations.services import Surface
+from mutations.timestamps import UTC_FORMAT
+from runs.events import record_run_event
 from runs.models import RunStatus, StepExecution, WorkflowRun
+from runs.saga import ROLLBACK_MODE
 from runs.wakeup import notify_runners
-
-ROLLBACK_MODE = "lifo_stack"
 
 
 class RollbackRefused(Exception):
@@ -20,7 +22,12 @@ class RollbackRefused(Exception):
 
 
 def retry_rollback(
-    *, run_id: str, org_id: str, requested_by: str, user_id: int | None = None
+    *,
+    run_id: str,
+    org_id: str,
+    requested_by: str,
+    surface: Surface,
+    user_id: int | None = None,
 ) -> WorkflowRun:
     """Send a compensation_failed run back to the runners to retry its failed compensations.
 
@@ -31,24 +38,7 @@ def retry_rollback(
         run = WorkflowRun.objects.select_for_update().get(run_id=run_id, org_id=org_id)
         if run.status == RunStatus.COMPENSATING:
             return run
-        if run.status != RunStatus.COMPENSATION_FAILED:
-            raise RollbackRefused(
-                f"Run {run.run_id} is {run.status}; only a compensation_failed run's "
-                "rollback can be retried."
-            )
-        failed = run.steps.filter(
-            kind=StepExecution.Kind.COMPENSATION, status=StepExecution.Status.FAILED
-        )
-        if not failed.exists():
-            skipped = list(
-                run.steps.filter(status=StepExecution.Status.SKIPPED).values_list(
-                    "step_id", flat=True
-                )
-            )
-            raise RollbackRefused(
-                f"Nothing to retry on run {run.run_id}: {', '.join(skipped)} declare no "
-                "compensation and must be undone by hand."
-            )
+        failed = _retryable_compensations(run)
         now = timezone.now()
         retried = list(failed.values_list("name", flat=True))
         failed.update(
@@ -64,16 +54,11 @@ def retry_rollback(
             next_wake_at=now,
             updated_at=now,
         )
-        record_event(
-            org_id=run.org_id,
-            workspace_id=run.workspace_id,
+        record_run_event(
+            run,
+            RuntimeEvent.Kind.ROLLBACK_STARTED,
+            surface=surface,
             user_id=user_id,
-            decision_id=run.decision_id,
-            run_id=run.run_id,
-            trace_id=run.trace_id,
-            surface="api",
-            kind=RuntimeEvent.Kind.ROLLBACK_STARTED,
-            policy_ids=run.policy_ids,
             delta_summary=f"{requested_by} retried the rollback: {', '.join(retried)}",
             payload={
                 "requested_by": requested_by,
@@ -86,6 +71,28 @@ def retry_rollback(
     return run
 
 
+def _retryable_compensations(run: WorkflowRun) -> QuerySet[StepExecution]:
+    """Return the run's failed compensations, or raise RollbackRefused saying why there
+    is nothing to retry."""
+    if run.status != RunStatus.COMPENSATION_FAILED:
+        raise RollbackRefused(
+            f"Run {run.run_id} is {run.status}; only a compensation_failed run's "
+            "rollback can be retried."
+        )
+    failed = run.steps.filter(
+        kind=StepExecution.Kind.COMPENSATION, status=StepExecution.Status.FAILED
+    )
+    if not failed.exists():
+        skipped = list(
+            run.steps.filter(status=StepExecution.Status.SKIPPED).values_list("step_id", flat=True)
+        )
+        raise RollbackRefused(
+            f"Nothing to retry on run {run.run_id}: {', '.join(skipped)} declare no "
+            "compensation and must be undone by hand."
+        )
+    return failed
+
+
 def rollback_evidence(run: WorkflowRun, steps: list[StepExecution] | None = None) -> dict[str, Any]:
     """Return who dispatched what, which policy matched, and which compensation ran.
 
@@ -96,17 +103,7 @@ def rollback_evidence(run: WorkflowRun, steps: list[StepExecution] | None = None
     compensations = [s for s in steps if s.kind == StepExecution.Kind.COMPENSATION]
     finished = run.status in (RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED)
     remaining = [
-        {
-            "step_id": c.step_id,
-            "compensation_id": c.name,
-            "compensates_mutation_id": c.compensates_id,
-            "platform": c.compensates.platform if c.compensates else None,
-            "applied_change": c.compensates.payload if c.compensates else None,
-            "target": c.compensates.target if c.compensates else None,
-            "reason": c.skip_reason or c.last_error,
-        }
-        for c in compensations
-        if c.status != StepExecution.Status.SUCCEEDED
+        _left_to_undo(c) for c in compensations if c.status != StepExecution.Status.SUCCEEDED
     ]
     return {
         "run_id": run.run_id,
@@ -128,18 +125,7 @@ def rollback_evidence(run: WorkflowRun, steps: list[StepExecution] | None = None
             c.status == StepExecution.Status.SKIPPED for c in compensations
         ),
         "compensations": [
-            {
-                "order": order,
-                "compensation_id": c.name,
-                "step_id": c.step_id,
-                "status": c.status,
-                "attempts": c.attempts,
-                "compensates_mutation_id": c.compensates_id,
-                "mutation_id": c.mutation_id,
-                "idempotency_key": c.idempotency_key,
-                "reason": c.skip_reason or c.last_error or None,
-            }
-            for order, c in enumerate(compensations, start=1)
+            _compensation_entry(order, c) for order, c in enumerate(compensations, start=1)
         ],
         "remaining": remaining if run.status == RunStatus.COMPENSATION_FAILED else [],
         "before_state_hash": run.before_state_hash,
@@ -149,5 +135,34 @@ def rollback_evidence(run: WorkflowRun, steps: list[StepExecution] | None = None
     }
 
 
+def _compensation_entry(order: int, compensation: StepExecution) -> dict[str, Any]:
+    """Return one compensation of the evidence record, in the order it was dispatched."""
+    return {
+        "order": order,
+        "compensation_id": compensation.name,
+        "step_id": compensation.step_id,
+        "status": compensation.status,
+        "attempts": compensation.attempts,
+        "compensates_mutation_id": compensation.compensates_id,
+        "mutation_id": compensation.mutation_id,
+        "idempotency_key": compensation.idempotency_key,
+        "reason": compensation.skip_reason or compensation.last_error or None,
+    }
+
+
+def _left_to_undo(compensation: StepExecution) -> dict[str, Any]:
+    """Return what a person must undo by hand for a compensation that did not succeed."""
+    applied = compensation.compensates
+    return {
+        "step_id": compensation.step_id,
+        "compensation_id": compensation.name,
+        "compensates_mutation_id": compensation.compensates_id,
+        "platform": applied.platform if applied else None,
+        "applied_change": applied.payload if applied else None,
+        "target": applied.target if applied else None,
+        "reason": compensation.skip_reason or compensation.last_error,
+    }
+
+
 def _utc(moment: Any) -> str | None:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+    return moment.strftime(UTC_FORMAT) if moment else None

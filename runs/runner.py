@@ -15,11 +15,14 @@ from django.db.models import Min
 from django.utils import timezone
 from ulid import ULID
 
+from runs import instrumentation
 from runs.claims import claim_runs
-from runs.engine import Engine, RunState, lease_seconds
+from runs.engine import Engine
 from runs.exceptions import LeaseLost
 from runs.models import WorkflowRun
 from runs.periodic import Periodic
+from runs.records import lease_seconds
+from runs.state import RunState
 from runs.wakeup import Listener, notify_runners
 
 logger = logging.getLogger("runs.runner")
@@ -66,6 +69,7 @@ class Worker:
     def run(self, *, until_idle: bool = False, once: bool = False) -> int:
         """Drive runs until stopped, or until none is left (until_idle), or for one batch
         (once). Return the number of runs driven."""
+        instrumentation.start()  # only when BACKSTOP_INSTRUMENTATION_DIR is set
         listener = None
         if connection.vendor == "postgresql" and not once:
             listener = Listener(connection.settings_dict, self.wake)
@@ -92,6 +96,7 @@ class Worker:
             self.stopping.set()
             if listener is not None:
                 listener.stop()
+            instrumentation.finish()
         return self.driven
 
     def stop(self) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from django.utils import timezone
 
 from runs.approvals import request_approval
+from runs.keys import FIRST_ATTEMPT, run_key
 from runs.models import RunStatus, WorkflowRun
 from runs.wakeup import notify_runners
 from runs.workflows import Workflow
@@ -25,7 +26,7 @@ def create_run(
     payload_hash: str,
     awaiting_approval: bool = False,
     is_drill: bool = False,
-    attempt: int = 1,
+    attempt: int = FIRST_ATTEMPT,
 ) -> WorkflowRun:
     """Create the run of a decision, pinned to the workflow version it starts on; a held
     run waits for an approval bound to the decision's payload hash."""
@@ -40,7 +41,7 @@ def create_run(
         workflow_version=workflow.version,
         status=RunStatus.AWAITING_APPROVAL if awaiting_approval else RunStatus.PENDING,
         awaiting_approval=awaiting_approval,
-        idempotency_key=f"{decision_id}-attempt-{attempt}",
+        idempotency_key=run_key(decision_id, attempt),
         retry_count=attempt - 1,
         requested_by=requested_by,
         input=decision,

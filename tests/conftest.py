@@ -20,6 +20,8 @@ from controlplane.models import (
 from controlplane.policy.versions import activate_policy
 from mutations.ids import new_id
 from mutations.models import SandboxCampaign
+from mutations.services import Surface
+from runs.keys import FIRST_ATTEMPT, run_key
 from runs.runner import Worker
 from tests.platforms import platforms  # noqa: F401 - fixtures for every test folder
 from tests.processes import runners  # noqa: F401
@@ -108,8 +110,13 @@ def submit(agent: ServiceAccount, document: dict[str, Any]) -> Decision:
     serializer = DecisionInSerializer(data=document)
     serializer.is_valid(raise_exception=True)
     return submit_decision(
-        workspace=agent.workspace, document=document, requested_by=agent.actor, surface="test"
+        workspace=agent.workspace, document=document, requested_by=agent.actor, surface=Surface.API
     ).decision
+
+
+def first_run_key(document: dict[str, Any]) -> str:
+    """Return the key of a decision's first run; its platform calls' keys start with it."""
+    return run_key(document["id"], FIRST_ATTEMPT)
 
 
 def rebalance(

@@ -10,7 +10,13 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from controlplane.api.shapes import Error
+from controlplane.drills.start import DrillRefused
 from controlplane.exceptions import DecisionConflict, NoOrganization
+from controlplane.policy.rules import PolicyInvalid
+from runs.approvals import ApprovalRefused
+from runs.models import Approval
+from runs.rollback import RollbackRefused
 
 
 def flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -34,16 +40,16 @@ def flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 def error_body(
     code: str, message: str, fields: dict[str, list[str]] | None = None
 ) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+    """Return the one error shape (shapes.Error) of every refusal."""
+    return Error({"error": {"code": code, "message": message, "fields": fields or {}}}).data
 
 
 def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, DecisionConflict):
-        return Response(
-            error_body("conflict", str(exc), {"id": [str(exc)]}), status.HTTP_409_CONFLICT
-        )
-    if isinstance(exc, NoOrganization):
-        return Response(error_body("permission_denied", str(exc)), status.HTTP_403_FORBIDDEN)
+    """Answer domain errors and DRF's own with the one error shape; leave the rest to Django."""
+    refused = refusal(exc, context)
+    if refused is not None:
+        return refused
+    exc = as_invalid_input(exc)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -60,3 +66,35 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
         code = codes if isinstance(codes, str) else "error"
         response.data = error_body(code, str(exc.detail))
     return response
+
+
+def refusal(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Return the answer to a domain error that is not about the input, or None."""
+    if isinstance(exc, DecisionConflict):
+        return Response(
+            error_body("conflict", str(exc), {"id": [str(exc)]}), status.HTTP_409_CONFLICT
+        )
+    if isinstance(exc, RollbackRefused) or (isinstance(exc, ApprovalRefused) and exc.conflict):
+        return Response(error_body("conflict", str(exc)), status.HTTP_409_CONFLICT)
+    if isinstance(exc, ApprovalRefused | NoOrganization):
+        return Response(error_body("permission_denied", str(exc)), status.HTTP_403_FORBIDDEN)
+    run_id = context.get("kwargs", {}).get("run_id")
+    if isinstance(exc, Approval.DoesNotExist) and run_id:
+        # Deciding looks the run's approval up: none means the run was never held.
+        message = f"Run {run_id} was never held for approval."
+        return Response(error_body("conflict", message), status.HTTP_409_CONFLICT)
+    return None
+
+
+def as_invalid_input(exc: Exception) -> Exception:
+    """Return a domain error about the input as the ValidationError it amounts to."""
+    if isinstance(exc, DrillRefused):
+        return exceptions.ValidationError({"non_field_errors": [str(exc)]})
+    if isinstance(exc, PolicyInvalid):
+        return exceptions.ValidationError(
+            {
+                p.field: [f"line {p.line}: {p.message}" if p.line else p.message]
+                for p in exc.problems
+            }
+        )
+    return exc

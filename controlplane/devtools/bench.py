@@ -1,291 +1,362 @@
-"""The runner benchmark: throughput, commits per step and wake latency, next to the
-database's own limit for one bare step transaction measured in the same run."""
+"""The runner benchmark: for each runner count, the same mix of decisions drained by that
+many runner processes. Throughput, commits per step and wake latency, the runners' own
+counts per forward step, next to the database's limit for one bare step transaction."""
 
 from __future__ import annotations
 
-import multiprocessing
+import json
+import math
 import os
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
-import psycopg
-from django.conf import settings
-from django.db import connection
-from django.db.models import Max, Min
+from django.db import transaction
+from django.db.models import Count, Max, Min
+from rich.console import Console
 from rich.progress import Progress
 
-from controlplane.intake.submit import POLICY_DIR, submit_decision
+from controlplane.devtools.bench_database import (
+    COMMITS_PER_READ,
+    RUNNER_APPLICATION_NAME,
+    await_sessions_ended,
+    commits,
+    database_url,
+    raw_step_tps,
+)
+from controlplane.devtools.bench_mix import HttpMix, Mix, SandboxMix, fails
+from controlplane.intake.submit import submit_decision
 from controlplane.models import Organization, ServiceAccount, Workspace
 from controlplane.policy.versions import activate_policy
-from mutations.connectors.sandbox import open_campaigns
 from mutations.ids import new_id
-from mutations.models import RuntimeEvent, SandboxFault
+from mutations.models import RuntimeEvent
+from mutations.services import Surface
+from runs.instrumentation import ENVIRONMENT_VARIABLE
 from runs.models import TERMINAL_STATUSES, StepExecution, WorkflowRun
 
 ROOT = Path(__file__).resolve().parents[2]
-BUDGET = 1_000_000_000_000
+RUNNER_START_SECONDS = 3.0  # for idle runners to start and LISTEN before wake samples
+WAKE_DEADLINE_SECONDS = 60.0
+WAKE_POLL_SECONDS = 0.02
+STALL_SECONDS = 300.0  # no run ended for this long: the runners are stuck, not slow
+
+
+@dataclass(frozen=True)
+class RunnerReport:
+    """What one runner process counted while draining (runs/instrumentation.py)."""
+
+    pid: int
+    statements: int
+    round_trips: int
+    commits: int
+    rollbacks: int
+    cpu_seconds: float
+    peak_rss_kb: int
+
+    @classmethod
+    def read(cls, path: Path) -> RunnerReport:
+        data = json.loads(path.read_text())
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
 @dataclass
 class BenchResult:
-    decisions: int
+    """One row: the mix drained by ``runners`` runner processes."""
+
     runners: int
+    decisions: int
+    statuses: Counter[str]  # how the runs ended (or where they stopped)
     seconds: float
-    sagas_per_second: float
     steps: int
     forward_steps: int
-    steps_per_second: float
-    commits: int
-    commits_per_forward_step: float
-    commits_per_step: float
-    wake_p50_ms: float
-    wake_p99_ms: float
-    raw_tps: float
+    commits: int  # pg_stat_database, during the drain
+    wake_ms: list[float]
+    raw_tps: float | None
+    reports: list[RunnerReport]
+    platform_calls: int | None = None  # HTTP requests the platforms received while draining
+
+    @property
+    def ended(self) -> int:
+        return sum(n for status, n in self.statuses.items() if status in TERMINAL_STATUSES)
+
+    @property
+    def sagas_per_second(self) -> float:
+        return _ratio(self.decisions, self.seconds)
+
+    @property
+    def steps_per_second(self) -> float:
+        return _ratio(self.steps, self.seconds)
+
+    @property
+    def commits_per_forward_step(self) -> float:
+        return _ratio(self.commits, self.forward_steps)
+
+    @property
+    def wake_p50_ms(self) -> float:
+        return percentile(self.wake_ms, 50)
+
+    @property
+    def wake_p99_ms(self) -> float:
+        return percentile(self.wake_ms, 99)
 
     @property
     def ratio(self) -> float:
-        return self.steps_per_second / self.raw_tps if self.raw_tps else 0.0
+        return _ratio(self.steps_per_second, self.raw_tps or 0.0)
+
+    def per_forward_step(self, counter: str) -> float:
+        """Return a runner counter summed over the runner processes, per forward step."""
+        return _ratio(sum(getattr(r, counter) for r in self.reports), self.forward_steps)
+
+    @property
+    def platform_calls_per_forward_step(self) -> float | None:
+        if self.platform_calls is None:
+            return None
+        return _ratio(self.platform_calls, self.forward_steps)
+
+    @property
+    def peak_rss_mb(self) -> list[float]:
+        return [r.peak_rss_kb / 1024 for r in self.reports]
+
+
+def run_bench(
+    *,
+    decisions: int,
+    runner_counts: list[int],
+    wake_samples: int,
+    raw_seconds: float,
+    platform_latency_ms: float | None,
+) -> tuple[str, list[BenchResult]]:
+    """Measure one row per runner count on the sandbox platforms, or on reference HTTP
+    platforms when a latency is given; return the platforms' description and the rows."""
+    mix: Mix = (
+        SandboxMix() if platform_latency_ms is None else HttpMix(latency_ms=platform_latency_ms)
+    )
+    try:
+        bench = Bench(
+            decisions=decisions, wake_samples=wake_samples, raw_seconds=raw_seconds, mix=mix
+        )
+        return mix.label, [bench.measure(runners) for runners in runner_counts]
+    finally:
+        mix.close()
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A row's own organization, so each row counts its own runs."""
+
+    org: Organization
+    workspace: Workspace
+    agent: ServiceAccount
+    tag: str  # in the row's market names: HTTP platforms are shared by every row
 
 
 class Bench:
-    def __init__(
-        self, *, decisions: int, runners: int, wake_samples: int, out: Callable[[str], None]
-    ):
+    """Measure rows of one mix: each row submits it afresh and drains it."""
+
+    def __init__(self, *, decisions: int, wake_samples: int, raw_seconds: float, mix: Mix):
         self.decisions = decisions
-        self.runners = runners
         self.wake_samples = wake_samples
-        self.out = out
-        slug = f"bench-{new_id('org')[-8:].lower()}"
-        self.org = Organization.objects.create(name=f"Benchmark {slug}", slug=slug)
-        self.workspace = Workspace.objects.create(org=self.org, name="Bench", slug="bench")
-        self.agent = ServiceAccount.objects.create(
-            org=self.org, workspace=self.workspace, name="bench-agent"
-        )
-        activate_policy(
-            workspace=self.workspace,
-            text=(POLICY_DIR / "budget_policy_v1.yaml").read_text(),
-            activated_by="bench",
-        )
+        self.raw_seconds = raw_seconds
+        self.mix = mix
+
+    def measure(self, runners: int) -> BenchResult:
+        """Submit the mix, drain it with ``runners`` processes, and measure the row."""
+        self.mix.start_row()
+        tenant = self._tenant()
+        self._submit(tenant, self.decisions)
+        drained_commits, reports = self._drain(tenant, runners)
+        result = self._tally(tenant, runners, drained_commits, reports)
+        result.platform_calls = self.mix.platform_calls()
+        result.wake_ms = self._wake_latency(tenant, runners) if self.wake_samples else []
+        if self.raw_seconds:
+            result.raw_tps = raw_step_tps(runners, seconds=self.raw_seconds)
+        return result
 
     # ---- phases --------------------------------------------------------------------------
 
-    def run(self) -> BenchResult:
-        self._submit(self.decisions, progress_label="submitting decisions")
-        before = commits()
-        processes = [self._start_runner("--until-idle") for _ in range(self.runners)]
-        self._await_drain(processes)
-        drained_commits = commits() - before
-        started = RuntimeEvent.objects.filter(org=self.org, kind="run_started").aggregate(
-            at=Min("timestamp")
-        )["at"]
-        ended = WorkflowRun.objects.filter(org=self.org).aggregate(at=Max("finished_at"))["at"]
-        seconds = (ended - started).total_seconds()
-        executions = StepExecution.objects.filter(org=self.org)
-        steps = sum(executions.values_list("attempts", flat=True))
-        forward = sum(executions.filter(kind="forward").values_list("attempts", flat=True))
-        latencies = self._wake_latency()
-        raw = raw_step_tps(self.runners, seconds=5)
-        return BenchResult(
-            decisions=self.decisions,
-            runners=self.runners,
-            seconds=seconds,
-            sagas_per_second=self.decisions / seconds,
-            steps=steps,
-            forward_steps=forward,
-            steps_per_second=steps / seconds,
-            commits=drained_commits,
-            commits_per_forward_step=drained_commits / forward,
-            commits_per_step=drained_commits / steps,
-            wake_p50_ms=percentile(latencies, 50),
-            wake_p99_ms=percentile(latencies, 99),
-            raw_tps=raw,
-        )
+    def _tenant(self) -> Tenant:
+        tag = new_id("org")[-8:].lower()
+        org = Organization.objects.create(name=f"Benchmark {tag}", slug=f"bench-{tag}")
+        workspace = Workspace.objects.create(org=org, name="Bench", slug="bench")
+        agent = ServiceAccount.objects.create(org=org, workspace=workspace, name="bench-agent")
+        activate_policy(workspace=workspace, text=self.mix.policy_text, activated_by="bench")
+        return Tenant(org=org, workspace=workspace, agent=agent, tag=tag)
 
-    def _submit(self, count: int, *, progress_label: str) -> list[str]:
-        markets = [f"b{n:06d}" for n in range(count)]
-        open_campaigns(org_id=self.org.id, markets=markets, daily_budget_micros=BUDGET)
-        ids = []
-        with Progress(transient=True) as progress:
-            task = progress.add_task(progress_label, total=count)
+    def _submit(self, tenant: Tenant, count: int) -> None:
+        markets = self._markets(tenant, "b", count)
+        with progress_bar() as progress:
+            task = progress.add_task("submitting decisions", total=count)
             for n, market in enumerate(markets):
-                ids.append(self._submit_one(n, market))
+                self._submit_one(tenant, n, market)
                 progress.advance(task)
-        return ids
 
-    def _submit_one(self, n: int, market: str) -> str:
+    def _markets(self, tenant: Tenant, prefix: str, count: int) -> list[str]:
+        """Return a market per decision, its objects created on the platforms."""
+        markets = [f"{tenant.tag}{prefix}{n:06d}" for n in range(count)]
+        self.mix.prepare(tenant.org, markets)
+        return markets
+
+    def _submit_one(self, tenant: Tenant, n: int, market: str) -> str:
         decision_id = new_id("dec")
-        if n % 10 < 3:  # 30% fail on the last step and compensate
-            SandboxFault.objects.create(
-                org=self.org,
-                platform="google",
-                kind=SandboxFault.Kind.FATAL,
-                key_prefix=f"{decision_id}-attempt-1:credit_target_channel",
-            )
-        document = {
-            "id": decision_id,
-            "type": "rebalance_spend",
-            "priority": "medium",
-            "confidence": 0.8,
-            "summary": f"Benchmark rebalance {n}",
-            "reasoning": "benchmark",
-            "auto_executable": True,
-            "action": {
-                "type": "rebalance_spend",
-                "source_channel": "meta",
-                "target_channel": "google",
-                "amount": 10,
-                "currency": "USD",
-                "cadence": "daily",
-                "scope": {"market": market},
-                "reason": "benchmark",
-            },
-            "computed_at": "2026-04-22T18:12:04Z",
-            "policy_version": "budget_policy_v1",
-        }
+        if fails(n):
+            self.mix.plan_failure(tenant.org, decision_id)
         submit_decision(
-            workspace=self.workspace,
-            document=document,
-            requested_by=self.agent.actor,
-            surface="bench",
+            workspace=tenant.workspace,
+            document=self.mix.document(decision_id, n, market),
+            requested_by=tenant.agent.actor,
+            surface=Surface.BENCH,
         )
         return decision_id
 
-    def _await_drain(self, processes: list[subprocess.Popen[bytes]]) -> None:
-        runs = WorkflowRun.objects.filter(org=self.org)
-        with Progress(transient=True) as progress:
+    def _drain(self, tenant: Tenant, runners: int) -> tuple[int, list[RunnerReport]]:
+        """Drain the submitted runs; return the database's commits meanwhile and what each
+        runner process counted."""
+        with tempfile.TemporaryDirectory(prefix="backstop-bench-runners-") as directory:
+            before = commits()
+            processes = [
+                self._start_runner("--until-idle", **{ENVIRONMENT_VARIABLE: directory})
+                for _ in range(runners)
+            ]
+            # The bench's own reads meanwhile are rolled back: only the runners' commit.
+            with transaction.atomic():
+                self._await_drain(tenant, processes)
+                await_sessions_ended(RUNNER_APPLICATION_NAME)
+                transaction.set_rollback(True)
+            drained = commits() - before - COMMITS_PER_READ
+            found = sorted(Path(directory).glob("runner-*.json"))
+            if len(found) != runners:
+                raise RuntimeError(f"{len(found)} of {runners} runner(s) reported their counts")
+            return drained, [RunnerReport.read(path) for path in found]
+
+    def _await_drain(self, tenant: Tenant, processes: list[subprocess.Popen[bytes]]) -> None:
+        """Wait for the runners to exit; stop them if no run ends for STALL_SECONDS."""
+        runs = WorkflowRun.objects.filter(org=tenant.org)
+        ended, moved = -1, time.monotonic()
+        with progress_bar() as progress:
             task = progress.add_task(
-                f"draining with {self.runners} runner(s)", total=self.decisions
+                f"draining with {len(processes)} runner(s)", total=self.decisions
             )
             while any(p.poll() is None for p in processes):
-                progress.update(task, completed=runs.filter(status__in=TERMINAL_STATUSES).count())
+                now_ended = runs.filter(status__in=TERMINAL_STATUSES).count()
+                if now_ended != ended:
+                    ended, moved = now_ended, time.monotonic()
+                elif time.monotonic() - moved > STALL_SECONDS:
+                    stop(processes)
+                    raise RuntimeError(
+                        f"no run ended for {STALL_SECONDS:g} s ({ended} of {self.decisions} "
+                        "ended); the runners' log above says why"
+                    )
+                progress.update(task, completed=ended)
                 time.sleep(0.25)
         failed = [p for p in processes if p.returncode != 0]
         if failed:
             raise RuntimeError(f"a runner exited with {failed[0].returncode}")
 
-    def _wake_latency(self) -> list[float]:
-        """Submit decisions one at a time to idle runners; time received -> first step applied."""
-        processes = [self._start_runner() for _ in range(self.runners)]
-        time.sleep(3)  # let the runners start and go idle
+    def _tally(
+        self, tenant: Tenant, runners: int, drained_commits: int, reports: list[RunnerReport]
+    ) -> BenchResult:
+        org = tenant.org
+        started = RuntimeEvent.objects.filter(org=org, kind="run_started").aggregate(
+            at=Min("timestamp")
+        )["at"]
+        ended = WorkflowRun.objects.filter(org=org).aggregate(at=Max("finished_at"))["at"]
+        statuses = Counter(
+            dict(
+                WorkflowRun.objects.filter(org=org)
+                .order_by()
+                .values_list("status")
+                .annotate(Count("pk"))
+            )
+        )
+        executions = StepExecution.objects.filter(org=org)
+        return BenchResult(
+            runners=runners,
+            decisions=sum(statuses.values()),
+            statuses=statuses,
+            seconds=(ended - started).total_seconds() if started and ended else math.nan,
+            steps=sum(executions.values_list("attempts", flat=True)),
+            forward_steps=sum(executions.filter(kind="forward").values_list("attempts", flat=True)),
+            commits=drained_commits,
+            wake_ms=[],
+            raw_tps=None,
+            reports=reports,
+        )
+
+    def _wake_latency(self, tenant: Tenant, runners: int) -> list[float]:
+        """Submit decisions one at a time to idle runners, each once the previous one has
+        ended; return the times from received to first step applied."""
+        markets = self._markets(tenant, "w", self.wake_samples)
+        processes = [self._start_runner() for _ in range(runners)]
+        time.sleep(RUNNER_START_SECONDS)
         ids = []
-        with Progress(transient=True) as progress:
-            task = progress.add_task("measuring wake latency", total=self.wake_samples)
-            for n in range(self.wake_samples):
-                ids.append(self._submit_one(self.decisions + n, f"w{n:06d}"))
-                time.sleep(0.03)
-                progress.advance(task)
-        deadline = time.monotonic() + 60
-        runs = WorkflowRun.objects.filter(decision_id__in=ids)
-        while runs.exclude(status__in=TERMINAL_STATUSES).exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=30)
+        try:
+            with progress_bar() as progress:
+                task = progress.add_task("measuring wake latency", total=len(markets))
+                for n, market in enumerate(markets):
+                    ids.append(self._submit_one(tenant, n, market))
+                    self._await_end(ids[-1])
+                    progress.advance(task)
+        finally:
+            stop(processes)
         first_steps = StepExecution.objects.filter(
             run__decision_id__in=ids, kind="forward", position=0
         ).values_list("finished_at", "run__decision__received_at")
         return [(done - received).total_seconds() * 1000 for done, received in first_steps if done]
 
-    def _start_runner(self, *args: str) -> subprocess.Popen[bytes]:
+    def _await_end(self, decision_id: str) -> None:
+        deadline = time.monotonic() + WAKE_DEADLINE_SECONDS
+        run = WorkflowRun.objects.filter(decision_id=decision_id)
+        while not run.filter(status__in=TERMINAL_STATUSES).exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the run of {decision_id} did not end within a minute")
+            time.sleep(WAKE_POLL_SECONDS)
+
+    def _start_runner(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
         # Runners as in production: no DEBUG query log, warnings only.
-        env = {
+        environment = {
             **os.environ,
+            "DATABASE_URL": database_url(),
             "DEBUG": "0",
             "RUNNER_LOG_LEVEL": "WARNING",
             "BACKSTOP_RUNNER_POLL_SECONDS": "1",
+            "PGAPPNAME": RUNNER_APPLICATION_NAME,
+            **self.mix.runner_env,
+            **env,
         }
         return subprocess.Popen(
             [sys.executable, "manage.py", "runworkflows", *args],
             cwd=ROOT,
-            env=env,
+            env=environment,
             stdout=subprocess.DEVNULL,
         )
 
 
-# ---- the database's own limit -------------------------------------------------------------
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Stop runners as an operator would (SIGTERM: after the step in progress)."""
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        process.wait(timeout=30)
 
 
-def commits() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(
-            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
-        )
-        row = cursor.fetchone()
-    return int(row[0]) if row else 0
+def progress_bar() -> Progress:
+    """Return a progress bar on stderr: stdout carries the tables alone."""
+    return Progress(transient=True, console=Console(stderr=True))
 
 
-def _conninfo() -> dict[str, Any]:
-    db = settings.DATABASES["default"]
-    params = {
-        "dbname": db["NAME"],
-        "user": db.get("USER"),
-        "password": db.get("PASSWORD"),
-        "host": db.get("HOST"),
-        "port": db.get("PORT"),
-    }
-    return {k: v for k, v in params.items() if v}
-
-
-def _raw_worker(conninfo: dict[str, Any], worker: int, seconds: float, counts: Any) -> None:
-    done = 0
-    with psycopg.connect(**conninfo) as conn:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            with conn.transaction():
-                conn.execute(
-                    "UPDATE bench_raw_state SET budget = budget + 1 WHERE id = %s", [worker]
-                )
-                conn.execute(
-                    "INSERT INTO bench_raw_log (state_id, payload, created_at) "
-                    "VALUES (%s, %s, now())",
-                    [worker, '{"daily_budget_delta_micros": 1}'],
-                )
-            done += 1
-    counts[worker] = done
-
-
-def raw_step_tps(clients: int, *, seconds: float) -> float:
-    """Return commits/s of a bare step transaction (update one row + insert one) with
-    ``clients`` processes on the same database."""
-    conninfo = _conninfo()
-    with psycopg.connect(**conninfo, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS bench_raw_log, bench_raw_state")
-        conn.execute("CREATE TABLE bench_raw_state (id int PRIMARY KEY, budget bigint NOT NULL)")
-        conn.execute(
-            "CREATE TABLE bench_raw_log (id bigserial PRIMARY KEY, state_id int NOT NULL, "
-            "payload jsonb NOT NULL, created_at timestamptz NOT NULL)"
-        )
-        conn.execute(
-            "INSERT INTO bench_raw_state SELECT g, 0 FROM generate_series(0, %s) g", [clients]
-        )
-    connection.close()  # the workers are forked: they must not share our connection
-    forking = multiprocessing.get_context("fork")
-    counts = forking.Manager().dict()
-    workers = [
-        forking.Process(target=_raw_worker, args=(conninfo, n, seconds, counts))
-        for n in range(clients)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    with psycopg.connect(**conninfo, autocommit=True) as conn:
-        conn.execute("DROP TABLE bench_raw_log, bench_raw_state")
-    return sum(counts.values()) / seconds
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else math.nan
 
 
 def percentile(values: list[float], pct: float) -> float:
     if not values:
-        return float("nan")
+        return math.nan
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]

@@ -17,7 +17,8 @@ from controlplane.models import Membership, Organization, Role, ServiceAccount, 
 from controlplane.policy.versions import activate_policy
 from mutations.connectors.sandbox import SANDBOX_PLATFORMS
 from mutations.models import SandboxCampaign, SandboxFault
-from mutations.services import CLI_SURFACE
+from mutations.services import Surface
+from runs.keys import FIRST_ATTEMPT, run_key, step_calls_prefix
 
 DEMO_DATA = Path(__file__).resolve().parent.parent / "demo_data"
 DEMO_USERS = {"operator": Role.OPERATOR, "approver": Role.APPROVER, "admin": Role.ADMIN}
@@ -45,15 +46,7 @@ def load_demo() -> Demo:
         workspace, _ = Workspace.objects.get_or_create(
             org=org, slug="default", defaults={"name": "Default"}
         )
-        users = get_user_model().objects
-        for username, role in DEMO_USERS.items():
-            user, created = users.get_or_create(username=username)
-            if created:
-                user.set_password(demo_password())
-                user.is_staff = role == Role.ADMIN
-                user.is_superuser = role == Role.ADMIN
-                user.save()
-            Membership.objects.get_or_create(user=user, org=org, defaults={"role": role})
+        _add_people(org)
         agent, _ = ServiceAccount.objects.get_or_create(
             org=org, name=AGENT_NAME, defaults={"workspace": workspace}
         )
@@ -62,24 +55,7 @@ def load_demo() -> Demo:
             text=(POLICY_DIR / "budget_policy_v1.yaml").read_text(),
             activated_by="demo",
         )
-        for platform in SANDBOX_PLATFORMS:
-            SandboxCampaign.objects.get_or_create(
-                org=org,
-                platform=platform,
-                campaign_id=f"{platform}-all-markets",
-                defaults={
-                    "name": f"{platform.title()} — all markets",
-                    "market": "all",
-                    "daily_budget_micros": DEMO_BUDGETS_MICROS[platform],
-                },
-            )
-        # The seed scenario: Google keeps answering 429 until the credit's retries run out.
-        SandboxFault.objects.get_or_create(
-            org=org,
-            platform="google",
-            key_prefix=f"{SEED_DECISION_ID}-attempt-1:credit_target_channel",
-            defaults={"kind": SandboxFault.Kind.RATE_LIMIT, "retry_after_seconds": 120},
-        )
+        _prepare_sandbox(org)
     submissions = []
     for path in sorted(DEMO_DATA.glob("*.json")):
         document = json.loads(path.read_text())
@@ -90,7 +66,7 @@ def load_demo() -> Demo:
                 workspace=workspace,
                 document=document,
                 requested_by=agent.actor,
-                surface=CLI_SURFACE,
+                surface=Surface.CLI,
             )
         )
     access = load_access_scenario(
@@ -102,3 +78,40 @@ def load_demo() -> Demo:
     if access is not None:
         submissions.append(access)
     return Demo(org=org, workspace=workspace, agent=agent, submissions=submissions)
+
+
+def _add_people(org: Organization) -> None:
+    """Give each demo role a user of its own, with the demo password."""
+    users = get_user_model().objects
+    for username, role in DEMO_USERS.items():
+        user, created = users.get_or_create(username=username)
+        if created:
+            user.set_password(demo_password())
+            user.is_staff = role == Role.ADMIN
+            user.is_superuser = role == Role.ADMIN
+            user.save()
+        Membership.objects.get_or_create(user=user, org=org, defaults={"role": role})
+
+
+def _prepare_sandbox(org: Organization) -> None:
+    """Open the sandbox campaigns and plan the seed scenario's fault."""
+    for platform in SANDBOX_PLATFORMS:
+        SandboxCampaign.objects.get_or_create(
+            org=org,
+            platform=platform,
+            campaign_id=f"{platform}-all-markets",
+            defaults={
+                "name": f"{platform.title()} — all markets",
+                "market": "all",
+                "daily_budget_micros": DEMO_BUDGETS_MICROS[platform],
+            },
+        )
+    # The seed scenario: Google keeps answering 429 until the credit's retries run out.
+    SandboxFault.objects.get_or_create(
+        org=org,
+        platform="google",
+        key_prefix=step_calls_prefix(
+            run_key(SEED_DECISION_ID, FIRST_ATTEMPT), "credit_target_channel"
+        ),
+        defaults={"kind": SandboxFault.Kind.RATE_LIMIT, "retry_after_seconds": 120},
+    )

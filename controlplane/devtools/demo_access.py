@@ -16,7 +16,7 @@ from controlplane.intake.submit import Submission, submit_decision
 from controlplane.models import Membership, ServiceAccount, Workspace
 from mutations.connectors import get_connector
 from mutations.connectors.http import HttpConnector
-from mutations.services import CLI_SURFACE
+from mutations.services import Surface
 from runs.models import Approval
 from runs.workflows import workflow_for
 
@@ -45,7 +45,7 @@ def load_access_scenario(
     serializer = DecisionInSerializer(data=document)
     serializer.is_valid(raise_exception=True)
     submission = submit_decision(
-        workspace=workspace, document=document, requested_by=agent.actor, surface=CLI_SURFACE
+        workspace=workspace, document=document, requested_by=agent.actor, surface=Surface.CLI
     )
     run = submission.decision.runs.first()
     if run is not None and Approval.objects.filter(run=run, status="pending").exists():
@@ -55,6 +55,7 @@ def load_access_scenario(
             run=run,
             approve=True,
             comment="Demo: Ana starts her on-call week on Monday.",
+            surface=Surface.CLI,
         )
     return submission
 

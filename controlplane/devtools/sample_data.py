@@ -15,6 +15,7 @@ from controlplane.models import Decision, PolicyEvaluation, ServiceAccount
 from mutations import chain
 from mutations.ids import new_id
 from mutations.models import Mutation
+from runs.keys import FIRST_ATTEMPT, compensation_key, run_key, step_key
 from runs.models import RunStatus, WorkflowRun
 
 SEED_DECISION = Path(__file__).resolve().parent.parent / "demo_data" / "01_seed_rebalance.json"
@@ -49,39 +50,45 @@ def decisions(
             received_at=start + timedelta(seconds=n),
         )
         made.append(decision)
-        evaluations.append(
-            PolicyEvaluation(
-                decision=decision,
-                org=agent.org,
-                policy_version="budget_policy_v1",
-                outcome="allow",
-                matched_rule_ids=["allow-market-rebalance"],
-                evaluated_at=decision.received_at,
-            )
-        )
-        runs.append(
-            WorkflowRun(
-                org=agent.org,
-                workspace=agent.workspace,
-                decision=decision,
-                workflow_id="execute_rebalance_spend",
-                workflow_version=1,
-                status=RunStatus.COMPLETED,
-                idempotency_key=f"{decision.id}-attempt-1",
-                requested_by=agent.actor,
-                input=document,
-                scope={},
-                trace_id=decision.trace_id,
-                next_wake_at=decision.received_at,
-                created_at=decision.received_at,
-                updated_at=decision.received_at,
-                finished_at=decision.received_at,
-            )
-        )
+        evaluations.append(_allowed(agent, decision))
+        runs.append(_completed_run(agent, decision))
     Decision.objects.bulk_create(made, batch_size=batch_size)
     PolicyEvaluation.objects.bulk_create(evaluations, batch_size=batch_size)
     WorkflowRun.objects.bulk_create(runs, batch_size=batch_size)
     return made
+
+
+def _allowed(agent: ServiceAccount, decision: Decision) -> PolicyEvaluation:
+    """Return the policy evaluation that let ``decision`` through."""
+    return PolicyEvaluation(
+        decision=decision,
+        org=agent.org,
+        policy_version="budget_policy_v1",
+        outcome="allow",
+        matched_rule_ids=["allow-market-rebalance"],
+        evaluated_at=decision.received_at,
+    )
+
+
+def _completed_run(agent: ServiceAccount, decision: Decision) -> WorkflowRun:
+    """Return the run of ``decision``, completed the moment it was received."""
+    return WorkflowRun(
+        org=agent.org,
+        workspace=agent.workspace,
+        decision=decision,
+        workflow_id="execute_rebalance_spend",
+        workflow_version=1,
+        status=RunStatus.COMPLETED,
+        idempotency_key=run_key(decision.id, FIRST_ATTEMPT),
+        requested_by=agent.actor,
+        input=decision.document,
+        scope={},
+        trace_id=decision.trace_id,
+        next_wake_at=decision.received_at,
+        created_at=decision.received_at,
+        updated_at=decision.received_at,
+        finished_at=decision.received_at,
+    )
 
 
 def mutations(decision: Decision, pairs: int) -> list[Mutation]:
@@ -95,7 +102,7 @@ def mutations(decision: Decision, pairs: int) -> list[Mutation]:
             decision=decision,
             run=run,
             step_id=f"step_{n}",
-            idempotency_key=f"{run.idempotency_key}:step_{n}",
+            idempotency_key=step_key(run.idempotency_key, f"step_{n}"),
             platform="meta",
             mutation_type="update_budget",
             payload={"daily_budget_delta_micros": -1_000_000},
@@ -109,7 +116,7 @@ def mutations(decision: Decision, pairs: int) -> list[Mutation]:
             decision=decision,
             run=run,
             step_id=f"undo_{n}",
-            idempotency_key=f"{run.idempotency_key}:step_{n}:compensate",
+            idempotency_key=compensation_key(run.idempotency_key, f"step_{n}"),
             platform="meta",
             mutation_type="update_budget",
             payload={

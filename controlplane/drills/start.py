@@ -21,11 +21,13 @@ from mutations.connectors import get_connector
 from mutations.connectors.base import PlatformError, SeedsObjects
 from mutations.ids import new_id
 from mutations.models import SandboxFault
+from mutations.services import Surface
+from mutations.timestamps import UTC_FORMAT
+from runs.keys import FIRST_ATTEMPT, compensation_key, run_key, step_calls_prefix
 from runs.models import RunStatus
 from runs.workflows import Workflow
 from runs.workflows.registry import latest_workflow
 
-DRILL_SURFACE = "drill"
 RECOVERS = (Fault.TRANSIENT_BURST, Fault.AMBIGUOUS)
 
 
@@ -81,30 +83,12 @@ def start_drill(
 ) -> Drill:
     """Submit a drill decision with its planned fault; the runners execute it as any other."""
     workflow = _plan(workflow_id, step_id, fault)
-    if workflow.drill_action is None:
-        raise DrillRefused(
-            f"{workflow_id} declares no drill action: add drill: {{action: ...}} to its "
-            "definition (drill_action= in Python) with values a drill may use."
-        )
     drill_id = new_id("drl")
     name = f"drill-{drill_id[-12:].lower()}"
-    document = {
-        "id": new_id("dec"),
-        "type": workflow.decision_type,
-        "priority": "low",
-        "confidence": 0.99,
-        "summary": f"Drill: {workflow.id} with {step_id} failing ({Fault(fault).label})",
-        "reasoning": f"Compensation drill {drill_id} started by {started_by}.",
-        "auto_executable": True,
-        "action": {**workflow.drill_action(name), "type": workflow.decision_type},
-        "computed_at": timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "policy_version": "drill",
-    }
-    serializer = DecisionInSerializer(data=document)
-    if not serializer.is_valid():
-        raise DrillRefused(f"The drill's decision is not valid: {serializer.errors}")
-    platforms = _platforms(workflow, document)
-    for platform in platforms:
+    document = _drill_decision(
+        workflow, step_id=step_id, fault=fault, drill_id=drill_id, name=name, started_by=started_by
+    )
+    for platform in _platforms(workflow, document):
         if not get_connector(platform).sandbox:
             raise DrillRefused(
                 f"Drills only ever touch sandbox platforms; {platform!r} is a live connector."
@@ -116,7 +100,7 @@ def start_drill(
             workspace=workspace,
             document=document,
             requested_by=started_by,
-            surface=DRILL_SURFACE,
+            surface=Surface.DRILL,
             user_id=user_id,
             drill=True,
         )
@@ -134,6 +118,33 @@ def start_drill(
             decision=submission.decision,
             run=submission.decision.runs.get(),
         )
+
+
+def _drill_decision(
+    workflow: Workflow, *, step_id: str, fault: str, drill_id: str, name: str, started_by: str
+) -> dict[str, Any]:
+    """Return the valid decision a drill submits, built from its workflow's drill action."""
+    if workflow.drill_action is None:
+        raise DrillRefused(
+            f"{workflow.id} declares no drill action: add drill: {{action: ...}} to its "
+            "definition (drill_action= in Python) with values a drill may use."
+        )
+    document = {
+        "id": new_id("dec"),
+        "type": workflow.decision_type,
+        "priority": "low",
+        "confidence": 0.99,
+        "summary": f"Drill: {workflow.id} with {step_id} failing ({Fault(fault).label})",
+        "reasoning": f"Compensation drill {drill_id} started by {started_by}.",
+        "auto_executable": True,
+        "action": {**workflow.drill_action(name), "type": workflow.decision_type},
+        "computed_at": timezone.now().strftime(UTC_FORMAT),
+        "policy_version": "drill",
+    }
+    serializer = DecisionInSerializer(data=document)
+    if not serializer.is_valid():
+        raise DrillRefused(f"The drill's decision is not valid: {serializer.errors}")
+    return document
 
 
 def _seed(workspace: Workspace, workflow: Workflow, name: str) -> None:
@@ -158,7 +169,7 @@ def _platforms(workflow: Workflow, document: dict[str, Any]) -> list[str]:
 def _plan_faults(
     workspace: Workspace, workflow: Workflow, document: dict[str, Any], step_id: str, fault: str
 ) -> None:
-    key = f"{document['id']}-attempt-1"
+    key = run_key(document["id"], FIRST_ATTEMPT)
     platform = workflow.step(step_id).build(document).platform
 
     def plan(platform: str, kind: str, prefix: str, **fields: Any) -> None:
@@ -166,21 +177,21 @@ def _plan_faults(
             org_id=workspace.org_id, platform=platform, kind=kind, key_prefix=prefix, **fields
         )
 
-    step_key = f"{key}:{step_id}"
+    calls = step_calls_prefix(key, step_id)
     match fault:
         case Fault.RATE_LIMIT:
-            plan(platform, SandboxFault.Kind.RATE_LIMIT, step_key, retry_after_seconds=1)
+            plan(platform, SandboxFault.Kind.RATE_LIMIT, calls, retry_after_seconds=1)
         case Fault.FATAL:
-            plan(platform, SandboxFault.Kind.FATAL, step_key)
+            plan(platform, SandboxFault.Kind.FATAL, calls)
         case Fault.TIMEOUT:
-            plan(platform, SandboxFault.Kind.TIMEOUT, step_key)
+            plan(platform, SandboxFault.Kind.TIMEOUT, calls)
         case Fault.TRANSIENT_BURST:
-            plan(platform, SandboxFault.Kind.TRANSIENT, step_key, remaining=2)
+            plan(platform, SandboxFault.Kind.TRANSIENT, calls, remaining=2)
         case Fault.AMBIGUOUS:
-            plan(platform, SandboxFault.Kind.AMBIGUOUS, step_key, remaining=1)
+            plan(platform, SandboxFault.Kind.AMBIGUOUS, calls, remaining=1)
         case Fault.COMPENSATION_FAILS:
-            plan(platform, SandboxFault.Kind.FATAL, step_key)
+            plan(platform, SandboxFault.Kind.FATAL, calls)
             undone = undone_before(workflow, step_id)
             assert undone is not None  # _plan checked it
             undo_platform = workflow.step(undone).build(document).platform
-            plan(undo_platform, SandboxFault.Kind.TRANSIENT, f"{key}:{undone}:compensate")
+            plan(undo_platform, SandboxFault.Kind.TRANSIENT, compensation_key(key, undone))

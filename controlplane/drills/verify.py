@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from controlplane.models import Drill
 from mutations.connectors import get_connector
 from mutations.connectors.base import ReportsOperations
 from mutations.models import Mutation, RuntimeEvent
+from runs.keys import run_calls_prefix
 from runs.models import RunStatus, WorkflowRun
 
 
@@ -83,7 +85,9 @@ def _idempotency_check(run: WorkflowRun, mutations: list[Mutation]) -> Check:
         connector = get_connector(platform)
         answer = None
         if isinstance(connector, ReportsOperations):
-            answer = connector.applied_keys(org_id=run.org_id, key_prefix=run.idempotency_key)
+            answer = connector.applied_keys(
+                org_id=run.org_id, key_prefix=run_calls_prefix(run.idempotency_key)
+            )
         if answer is None:
             silent.append(platform)
         else:
@@ -119,10 +123,13 @@ def _evidence_check(
 
 
 def verify_finished_drills() -> int:
-    """Verify every drill whose run has come to rest; return how many were verified."""
-    pending = Drill.objects.filter(verified_at__isnull=True, run__finished_at__isnull=False)
-    verified = 0
-    for drill in pending.select_related("run")[:50]:
-        verify_drill(drill)
-        verified += 1
-    return verified
+    """Verify every drill whose run has come to rest, each by one runner however many
+    ask; return how many were verified."""
+    with transaction.atomic():
+        pending = Drill.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+            verified_at__isnull=True, run__finished_at__isnull=False
+        )
+        drills = list(pending.select_related("run")[:50])
+        for drill in drills:
+            verify_drill(drill)
+    return len(drills)

@@ -1,21 +1,82 @@
-"""Approving and rejecting held runs, for the dashboard and the API alike."""
+"""Held runs, for the dashboard and the API alike: listing them, approving or rejecting them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 
 from controlplane.access.tenancy import actor_of, can_approve
-from controlplane.models import Membership
+from controlplane.models import Decision, Membership, Organization
+from mutations.services import Surface
 from runs import approvals
-from runs.models import Approval, WorkflowRun
+from runs.models import Approval, RunStatus, WorkflowRun
+from runs.workflows import get_workflow
+
+
+@dataclass
+class HeldRun:
+    """What an approver needs to decide on a held run."""
+
+    run: WorkflowRun
+
+    @property
+    def decision(self) -> Decision:
+        return self.run.decision
+
+    @property
+    def rules(self) -> list[str]:
+        evaluation = getattr(self.decision, "evaluation", None)
+        return evaluation.deciding_rule_ids if evaluation else []
+
+    @property
+    def at_stake(self) -> str:
+        action = self.decision.action
+        if "amount" not in action:
+            return "—"
+        per = "/day" if action.get("cadence") == "daily" else ""
+        return f"{action.get('currency', '')} {Decimal(str(action['amount'])):,.2f}{per}".strip()
+
+    @property
+    def plan(self) -> list[dict[str, str]]:
+        """Each step and how it would be undone, from the workflow's action contract."""
+        workflow = get_workflow(self.run.workflow_id, self.run.workflow_version)
+        if workflow is None:
+            return []
+        return [
+            {
+                "step": step.id,
+                "platform": step.build(self.run.input).platform,
+                "undo": step.compensation.id if step.compensation else "",
+                "no_rollback_reason": step.no_rollback_reason,
+                "reversibility": step.reversibility,
+            }
+            for step in workflow.steps
+        ]
+
+
+def held_runs(org: Organization, *, limit: int) -> list[HeldRun]:
+    """Return the org's runs waiting for a person, oldest first, at most ``limit``."""
+    waiting = (
+        WorkflowRun.objects.filter(org=org, status=RunStatus.AWAITING_APPROVAL)
+        .select_related("decision", "decision__evaluation", "approval")
+        .order_by("created_at")
+    )
+    return [HeldRun(run) for run in waiting[:limit]]
 
 
 def decide_held_run(
-    *, membership: Membership, user: Any, run: WorkflowRun, approve: bool, comment: str
+    *,
+    membership: Membership,
+    user: Any,
+    run: WorkflowRun,
+    approve: bool,
+    comment: str,
+    surface: Surface,
 ) -> Approval:
-    """Approve or reject a run of the member's organization, as that member.
+    """Approve or reject a run of the member's organization, as that member, from ``surface``.
 
     Raises PermissionDenied for a role that may not decide, ApprovalRefused otherwise.
     """
@@ -28,5 +89,6 @@ def decide_held_run(
         user_id=user.pk,
         actor=actor_of(user),
         payload_hash=run.decision.payload_hash,
+        surface=surface,
         comment=comment,
     )

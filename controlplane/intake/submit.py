@@ -16,12 +16,14 @@ from django.utils.dateparse import parse_datetime
 
 from controlplane.exceptions import DecisionConflict
 from controlplane.models import Decision, PolicyEvaluation, Workspace
+from controlplane.policy.rules import Evaluation
 from controlplane.policy.versions import evaluate_policy
 from mutations.ids import new_id
 from mutations.models import RuntimeEvent
-from mutations.services import record_event
+from mutations.services import Surface, record_event
+from runs.events import record_run_event
 from runs.services import create_run
-from runs.workflows import workflow_for
+from runs.workflows import Workflow, workflow_for
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 NO_POLICY = "none"
@@ -44,7 +46,7 @@ def submit_decision(
     workspace: Workspace,
     document: dict[str, Any],
     requested_by: str,
-    surface: str,
+    surface: Surface,
     user_id: int | None = None,
     drill: bool = False,
 ) -> Submission:
@@ -78,16 +80,48 @@ def _receive(
     document: dict[str, Any],
     digest: str,
     requested_by: str,
-    surface: str,
+    surface: Surface,
     user_id: int | None,
     drill: bool,
 ) -> Decision:
     workflow = workflow_for(document["type"])
     if workflow is None:
         raise ValueError(f"No workflow serves decision type {document['type']!r}.")
-    now = timezone.now()
-    trace_id = new_id("trc")
-    decision = Decision.objects.create(
+    decision = _store_decision(workspace, document, digest, requested_by)
+    # What every event of the decision carries.
+    common: dict[str, Any] = {
+        "org_id": workspace.org_id,
+        "workspace_id": workspace.id,
+        "user_id": user_id,
+        "decision_id": decision.id,
+        "trace_id": decision.trace_id,
+        "surface": surface,
+    }
+    record_event(
+        kind=RuntimeEvent.Kind.DECISION_RECEIVED,
+        delta_summary=decision.summary,
+        payload={"requested_by": requested_by, "payload_hash": digest},
+        **common,
+    )
+    evaluation = _evaluate_gate(workspace, decision, workflow, common)
+    if drill:
+        # A drill touches sandbox platforms only: the gate's outcome is recorded, not obeyed.
+        held = False
+    elif evaluation.outcome == PolicyEvaluation.Outcome.DENY:
+        return decision
+    else:
+        held = evaluation.outcome == PolicyEvaluation.Outcome.REQUIRE_HUMAN
+    _start_run(
+        decision, workflow, evaluation, held=held, drill=drill, surface=surface, user_id=user_id
+    )
+    return decision
+
+
+def _store_decision(
+    workspace: Workspace, document: dict[str, Any], digest: str, requested_by: str
+) -> Decision:
+    """Store the decision as received, with a new trace id."""
+    return Decision.objects.create(
         id=document["id"],
         org_id=workspace.org_id,
         workspace=workspace,
@@ -103,86 +137,85 @@ def _receive(
         document=document,
         payload_hash=digest,
         requested_by=requested_by,
-        trace_id=trace_id,
-        received_at=now,
+        trace_id=new_id("trc"),
+        received_at=timezone.now(),
     )
-    common: dict[str, Any] = {
-        "org_id": workspace.org_id,
-        "workspace_id": workspace.id,
-        "user_id": user_id,
-        "decision_id": decision.id,
-        "trace_id": trace_id,
-        "surface": surface,
-    }
-    record_event(
-        kind=RuntimeEvent.Kind.DECISION_RECEIVED,
-        delta_summary=decision.summary,
-        payload={"requested_by": requested_by, "payload_hash": digest},
-        **common,
-    )
+
+
+def _evaluate_gate(
+    workspace: Workspace, decision: Decision, workflow: Workflow, common: dict[str, Any]
+) -> Evaluation:
+    """Evaluate the workspace's policy on the decision and its action contract, and record
+    the evaluation with its event."""
     inputs = {
-        **document,
-        "requested_by": requested_by,
+        **decision.document,
+        "requested_by": decision.requested_by,
         "env": settings.BACKSTOP_ENV,
         "approval_present": False,
-        **workflow.contract(document),
+        **workflow.contract(decision.document),
     }
     policy, evaluation = evaluate_policy(workspace, inputs)
+    version = policy.version if policy else NO_POLICY
     PolicyEvaluation.objects.create(
         decision=decision,
         org_id=workspace.org_id,
         policy=policy,
-        policy_version=policy.version if policy else NO_POLICY,
+        policy_version=version,
         outcome=evaluation.outcome,
         matched_rule_ids=evaluation.matched_rule_ids,
         deciding_rule_ids=evaluation.deciding_rule_ids,
         inputs=inputs,
         evaluated_at=timezone.now(),
     )
+    deciding = evaluation.deciding_rule_ids
     record_event(
         kind=RuntimeEvent.Kind.POLICY_EVALUATED,
         policy_ids=evaluation.matched_rule_ids,
-        delta_summary=f"Policy {policy.version if policy else NO_POLICY}: {evaluation.outcome}"
-        + (
-            f" by {', '.join(evaluation.deciding_rule_ids)}" if evaluation.deciding_rule_ids else ""
-        ),
+        delta_summary=f"Policy {version}: {evaluation.outcome}"
+        + (f" by {', '.join(deciding)}" if deciding else ""),
         payload={
             "outcome": evaluation.outcome,
-            "deciding_rule_ids": evaluation.deciding_rule_ids,
-            "policy_version": policy.version if policy else NO_POLICY,
+            "deciding_rule_ids": deciding,
+            "policy_version": version,
         },
         **common,
     )
-    if drill:
-        # A drill touches sandbox platforms only: the gate's outcome is recorded, not obeyed.
-        held = False
-    elif evaluation.outcome == PolicyEvaluation.Outcome.DENY:
-        return decision
-    else:
-        held = evaluation.outcome == PolicyEvaluation.Outcome.REQUIRE_HUMAN
+    return evaluation
+
+
+def _start_run(
+    decision: Decision,
+    workflow: Workflow,
+    evaluation: Evaluation,
+    *,
+    held: bool,
+    drill: bool,
+    surface: Surface,
+    user_id: int | None,
+) -> None:
+    """Create the decision's run; a held run asks for a human approver."""
     run = create_run(
-        org_id=workspace.org_id,
-        workspace_id=workspace.id,
+        org_id=decision.org_id,
+        workspace_id=decision.workspace_id,
         decision_id=decision.id,
-        decision=document,
+        decision=decision.document,
         workflow=workflow,
-        requested_by=requested_by,
-        trace_id=trace_id,
+        requested_by=decision.requested_by,
+        trace_id=decision.trace_id,
         policy_ids=evaluation.matched_rule_ids,
-        payload_hash=digest,
+        payload_hash=decision.payload_hash,
         awaiting_approval=held,
         is_drill=drill,
     )
     if held:
-        record_event(
-            kind=RuntimeEvent.Kind.APPROVAL_REQUESTED,
-            run_id=run.run_id,
-            policy_ids=evaluation.matched_rule_ids,
+        record_run_event(
+            run,
+            RuntimeEvent.Kind.APPROVAL_REQUESTED,
+            surface=surface,
+            user_id=user_id,
             delta_summary="Held for a human approver",
             payload={"workflow_run_id": run.run_id},
-            **common,
         )
-    return decision
 
 
 def _parse_time(value: str) -> datetime:

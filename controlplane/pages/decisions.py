@@ -10,7 +10,8 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.middleware import HtmxDetails
 
 from controlplane.access.tenancy import can_approve, current_membership, current_org
-from controlplane.pages import selectors
+from controlplane.models import decision_status
+from controlplane.pages import queries, view_models
 from controlplane.pages.forms import Cursor, DecisionFilterForm
 from mutations.models import LogHead
 
@@ -30,7 +31,7 @@ def decision_list(request: HtmxHttpRequest) -> HttpResponse:
     org = current_org(request)
     form = DecisionFilterForm(request.GET or None)
     filters = form.cleaned_data if form.is_valid() else {}
-    decisions, next_cursor = selectors.decision_page(org, filters, size=LIST_PAGE_SIZE)
+    decisions, next_cursor = queries.decision_page(org, filters, size=LIST_PAGE_SIZE)
     next_query = None
     if next_cursor is not None:
         query = request.GET.copy()
@@ -39,8 +40,8 @@ def decision_list(request: HtmxHttpRequest) -> HttpResponse:
     rows = [
         {
             "decision": d,
-            "status": selectors.decision_status(d),
-            "platforms": selectors.decision_platforms(d),
+            "status": decision_status(d),
+            "platforms": view_models.decision_platforms(d),
         }
         for d in decisions
     ]
@@ -65,7 +66,7 @@ def decision_list(request: HtmxHttpRequest) -> HttpResponse:
 def decision_detail(request: HtmxHttpRequest, decision_id: str) -> HttpResponse:
     membership = current_membership(request)
     org = membership.org
-    timeline = selectors.timeline(org, decision_id, all_rows=request.GET.get("rows") == "all")
+    timeline = queries.timeline(org, decision_id, all_rows=request.GET.get("rows") == "all")
     run = timeline.run
     live = run is not None and not run.is_terminal
     template = "controlplane/decision_detail.html"

@@ -12,7 +12,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.access.tenancy import can_operate, current_membership
-from controlplane.pages import selectors
+from controlplane.pages import queries
+from mutations.services import Surface
 from runs.models import RunStatus
 from runs.rollback import RollbackRefused, retry_rollback, rollback_evidence
 
@@ -21,7 +22,7 @@ from runs.rollback import RollbackRefused, retry_rollback, rollback_evidence
 @login_required
 def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     membership = current_membership(request)
-    run = selectors.get_run(membership.org, run_id)
+    run = queries.get_run(membership.org, run_id)
     context = {
         "org": membership.org,
         "run": run,
@@ -36,7 +37,7 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
 @login_required
 def run_rollback(request: HttpRequest, run_id: str) -> HttpResponse:
     membership = current_membership(request)
-    run = selectors.get_run(membership.org, run_id)
+    run = queries.get_run(membership.org, run_id)
     if not can_operate(membership):
         raise PermissionDenied("Only operators and admins may retry a rollback.")
     try:
@@ -44,6 +45,7 @@ def run_rollback(request: HttpRequest, run_id: str) -> HttpResponse:
             run_id=run.run_id,
             org_id=membership.org_id,
             requested_by=f"user:{request.user.get_username()}",
+            surface=Surface.DASHBOARD,
             user_id=request.user.pk,
         )
         messages.success(request, "Rollback retried: the runners will compensate again.")
@@ -55,7 +57,7 @@ def run_rollback(request: HttpRequest, run_id: str) -> HttpResponse:
 @require_GET
 @login_required
 def run_evidence_download(request: HttpRequest, run_id: str) -> HttpResponse:
-    run = selectors.get_run(current_membership(request).org, run_id)
+    run = queries.get_run(current_membership(request).org, run_id)
     response = HttpResponse(
         json.dumps(rollback_evidence(run), indent=2), content_type="application/json"
     )

@@ -3,6 +3,8 @@ from typing import Any
 
 from django import template
 
+from mutations.timestamps import UTC_FORMAT
+
 register = template.Library()
 
 
@@ -14,7 +16,7 @@ def pretty_json(value: Any) -> str:
 @register.filter
 def utc(value: Any) -> str:
     """Format an aware datetime the way the API does: 2026-04-22T18:12:11Z."""
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
+    return value.strftime(UTC_FORMAT) if value else ""
 
 
 @register.filter

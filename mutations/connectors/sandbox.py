@@ -22,6 +22,7 @@ from mutations.connectors.base import (
 )
 from mutations.connectors.faults import fault_error, take_fault
 from mutations.models import SandboxCampaign, SandboxOperation
+from mutations.timestamps import UTC_FORMAT
 
 # platform name -> the API name its errors carry
 SANDBOX_PLATFORMS = {"meta": "meta_ads", "google": "google_ads"}
@@ -40,7 +41,7 @@ def _matches(row: dict[str, Any], target: dict[str, Any]) -> bool:
 
 
 def utc_iso(moment: Any) -> str:
-    return str(moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return str(moment.strftime(UTC_FORMAT))
 
 
 class SandboxConnector:

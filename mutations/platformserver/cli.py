@@ -10,6 +10,8 @@ from typing import Any
 
 from mutations.platformserver.server import PlatformConfig, serve_platforms, serve_until_signalled
 
+MAX_LATENCY_MS = 60_000
+
 
 class OptionsError(ValueError):
     """Options that cannot be served; the message says what to change."""
@@ -32,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--signing-secret-env",
         help="Environment variable holding the HMAC secret request signatures must use.",
     )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="Wait this long before answering each /v1 call, as a distant platform would "
+        "(concurrent calls wait concurrently; /_control is answered at once).",
+    )
 
 
 def secret_from(variable: str | None, environ: Mapping[str, str] = os.environ) -> str:
@@ -44,12 +53,22 @@ def secret_from(variable: str | None, environ: Mapping[str, str] = os.environ) -
     return value
 
 
+def latency_from(options: Mapping[str, Any]) -> float:
+    """Return ``--latency-ms`` in seconds."""
+    milliseconds = float(options.get("latency_ms") or 0.0)
+    if not 0 <= milliseconds <= MAX_LATENCY_MS:  # NaN fails too
+        raise OptionsError(f"--latency-ms {milliseconds:g} is not between 0 and {MAX_LATENCY_MS}")
+    return milliseconds / 1000
+
+
 def configs_from_ports(
     options: Mapping[str, Any], environ: Mapping[str, str] = os.environ
 ) -> list[PlatformConfig]:
-    """Return one platform per ``--port``, each with the same name, host and secrets."""
+    """Return one platform per ``--port``, each with the same name, host, secrets and
+    latency."""
     token = secret_from(options.get("token_env"), environ)
     secret = secret_from(options.get("signing_secret_env"), environ)
+    latency = latency_from(options)
     for port in options["port"]:
         if not 0 <= port <= 65535:
             raise OptionsError(f"--port {port} is not a TCP port (0-65535)")
@@ -60,6 +79,7 @@ def configs_from_ports(
             host=options.get("host") or "127.0.0.1",
             token=token,
             signing_secret=secret,
+            latency_seconds=latency,
         )
         for port in options["port"]
     ]

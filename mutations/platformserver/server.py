@@ -37,6 +37,7 @@ class PlatformConfig:
     host: str = "127.0.0.1"
     token: str = field(default="", repr=False)
     signing_secret: str = field(default="", repr=False)
+    latency_seconds: float = 0.0  # added before answering each /v1 call (a slow platform)
 
 
 class PlatformServer:
@@ -145,6 +146,9 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the connector's pooled client expects
+    # Headers and body go out in two writes; with Nagle on, the body waits for the client's
+    # delayed ACK of the headers (~40 ms on Linux) on every keep-alive call.
+    disable_nagle_algorithm = True
     server_version = "backstop-platformserver"
     server: _HTTPServer
 
@@ -193,6 +197,9 @@ class _Handler(BaseHTTPRequestHandler):
         raw: bytes,
         request_id: str,
     ) -> Answer:
+        if owner.config.latency_seconds:
+            # Each request has a thread of its own: concurrent calls wait concurrently.
+            time.sleep(owner.config.latency_seconds)
         verdict = auth.check(
             headers, raw, token=owner.config.token, secret=owner.config.signing_secret
         )

@@ -6,6 +6,7 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 from mutations.models import Mutation
+from mutations.services import Surface
 from runs.models import RunStatus, WorkflowRun
 from tests.browser.conftest import screenshot
 from tests.conftest import rebalance
@@ -50,7 +51,7 @@ def test_rejected_decision_ends_rejected_with_no_mutation(
     document = rebalance(amount=9000)
     document["summary"] = "Shift $9,000/day to Google for a trade show"
     submit_decision(
-        workspace=agent.workspace, document=document, requested_by=agent.actor, surface="test"
+        workspace=agent.workspace, document=document, requested_by=agent.actor, surface=Surface.API
     )
     log_in(page, live_server, "approver")
     card = page.locator("section.held", has_text="trade show")

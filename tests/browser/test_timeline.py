@@ -12,8 +12,10 @@ from controlplane.intake.serializers import DecisionInSerializer
 from controlplane.intake.submit import submit_decision
 from controlplane.models import ServiceAccount
 from mutations.models import Mutation, SandboxFault
+from mutations.services import Surface
+from runs.keys import step_calls_prefix
 from tests.browser.conftest import screenshot
-from tests.conftest import rebalance
+from tests.conftest import first_run_key, rebalance
 from tests.processes import Runners
 
 SEED_PAGE = f"/decisions/{SEED_DECISION_ID}/"
@@ -69,7 +71,7 @@ def submit(agent: ServiceAccount, document: dict[str, Any]) -> str:
     serializer = DecisionInSerializer(data=document)
     serializer.is_valid(raise_exception=True)
     submit_decision(
-        workspace=agent.workspace, document=document, requested_by=agent.actor, surface="test"
+        workspace=agent.workspace, document=document, requested_by=agent.actor, surface=Surface.API
     )
     return str(document["id"])
 
@@ -86,7 +88,7 @@ def test_running_decision_reaches_its_terminal_badge_without_reload(
         platform="google",
         kind="transient",
         remaining=2,
-        key_prefix=f"{document['id']}-attempt-1:credit_target_channel",
+        key_prefix=step_calls_prefix(first_run_key(document), "credit_target_channel"),
     )
     runners.start(BACKSTOP_RETRY_DELAY_SCALE="1")
     decision_id = submit(agent, document)

@@ -4,12 +4,15 @@ and the agents' rate limit."""
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from controlplane.access.tokens import create_token
 from controlplane.devtools import sample_data
 from controlplane.models import PolicyVersion, Role, ServiceAccount
-from tests.conftest import rebalance, submit
+from controlplane.policy.versions import activate_policy
+from tests.conftest import load_fixture, rebalance, submit
 
 pytestmark = pytest.mark.django_db
 
@@ -30,6 +33,57 @@ def test_decision_list_filters_and_pages_by_cursor(agent: ServiceAccount, admin:
     assert admin.get("/api/v1/decisions/", {"status": "compensated"}).json()["entries"] == []
     bad = admin.get("/api/v1/decisions/", {"received_from": "soon"})
     assert bad.status_code == 400 and "received_from" in bad.json()["error"]["fields"]
+
+
+def test_decision_reads_back_in_the_seeds_field_order(agent: ServiceAccount, admin: Client) -> None:
+    seed = load_fixture("seed_decision.json")
+    created = admin.post("/api/v1/decisions/", seed, content_type="application/json").json()
+    read = admin.get(f"/api/v1/decisions/{seed['id']}/").json()
+    [listed] = admin.get("/api/v1/decisions/").json()["entries"]
+
+    # Stored as jsonb, the document comes back in its own key order; the API keeps the seed's.
+    for body in (created, read, listed):
+        assert list(body)[: len(seed)] == list(seed)
+        assert {k: body[k] for k in seed} == seed
+
+
+def read(client: Client, url: str) -> tuple[int, int]:
+    """Return how many queries a list took and how many entries it listed."""
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(captured), len(response.json()["entries"])
+
+
+def test_lists_take_the_same_queries_however_many_rows(
+    agent: ServiceAccount, admin: Client
+) -> None:
+    def add_rows(count: int) -> None:
+        sample_data.decisions(agent, count)
+        for _ in range(count):
+            submit(agent, rebalance(amount=7000))
+            activate_policy(
+                workspace=agent.workspace,
+                text=f"version: v{PolicyVersion.objects.count()}\n",
+                activated_by="test",
+            )
+            admin.post(
+                "/api/v1/drills/",
+                {
+                    "workflow_id": "execute_rebalance_spend",
+                    "step_id": "credit_target_channel",
+                    "fault": "rate_limit",
+                },
+                content_type="application/json",
+            )
+
+    urls = ["/api/v1/decisions/", "/api/v1/approvals/", "/api/v1/drills/", "/api/v1/policies/"]
+    add_rows(1)
+    few = [read(admin, url) for url in urls]
+    add_rows(4)
+    many = [read(admin, url) for url in urls]
+    assert [queries for queries, _ in many] == [queries for queries, _ in few]
+    assert all(more > less for (_, more), (_, less) in zip(many, few, strict=True))
 
 
 def test_decision_detail_carries_its_timeline(agent: ServiceAccount, admin: Client) -> None:

@@ -48,9 +48,8 @@ def test_approved_run_is_dispatched_and_completes(
     approval = Approval.objects.select_related("decided_by").get(run=held)
     assert approval.decided_by is not None and approval.decided_by.username == "ann"
     assert approval.comment == "launch week, agreed with finance"
-    assert RuntimeEvent.objects.filter(
-        run=held, kind="approval_decided", user__username="ann"
-    ).exists()
+    decided = RuntimeEvent.objects.get(run=held, kind="approval_decided")
+    assert (decided.user.username if decided.user else None, decided.surface) == ("ann", "api")
 
 
 def test_rejected_run_ends_rejected_with_no_mutation(
@@ -115,6 +114,8 @@ def test_dashboard_approval_redirects_back_and_shows_who(
     assert response.status_code == 302 and response["Location"] == page
     html = client.get(page).content.decode()
     assert "approved" in html and "by ann" in html and "“ok”" in html
+    decided = RuntimeEvent.objects.get(run=held, kind="approval_decided")
+    assert decided.surface == "dashboard"
 
 
 def test_unanswered_approval_expires(held: WorkflowRun, client: Client, member: Any) -> None:

@@ -9,7 +9,7 @@ from django.test import Client
 from controlplane.models import Decision, Organization, PolicyEvaluation, Role, Workspace
 from mutations.models import RuntimeEvent
 from runs.models import WorkflowRun
-from tests.conftest import load_fixture, rebalance
+from tests.conftest import first_run_key, load_fixture, rebalance
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/decisions/"
@@ -45,7 +45,7 @@ def test_seed_decision_is_received_allowed_and_queued(api: Client) -> None:
     assert body["policy_evaluation"]["outcome"] == "allow"
     assert body["policy_evaluation"]["matched_rule_ids"] == ["allow-market-rebalance"]
     assert body["run"]["status"] == "pending"
-    assert body["run"]["idempotency_key"] == f"{seed['id']}-attempt-1"
+    assert body["run"]["idempotency_key"] == first_run_key(seed)
     kinds = list(RuntimeEvent.objects.values_list("kind", flat=True))
     assert kinds == ["decision_received", "policy_evaluated"]
 

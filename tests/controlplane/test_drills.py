@@ -10,10 +10,11 @@ from django.test import Client
 
 from controlplane.drills.schedule import start_due_drills
 from controlplane.drills.start import DrillRefused, start_drill
-from controlplane.drills.verify import verify_drill
+from controlplane.drills.verify import verify_drill, verify_finished_drills
 from controlplane.models import Drill, DrillPlan, Role, Workspace
 from mutations.connectors import Applied, Change, register_connector, unregister_connector
 from runs.models import WorkflowRun
+from runs.periodic import Periodic
 from runs.workflows import Compensation, Step, Workflow, register
 from runs.workflows.builtin import budget_change, execute_rebalance_spend, pause_campaign
 from runs.workflows.registry import unregister
@@ -207,14 +208,49 @@ def test_api_starts_a_drill_and_reports_it(
     started = client.post("/api/v1/drills/", body, content_type="application/json")
     assert started.status_code == 201
     drain()
+    verify_finished_drills()  # what the runners' housekeeping runs
     report = client.get(f"/api/v1/drills/{started.json()['id']}/").json()
     assert report["passed"] is True and report["run_status"] == "compensated"
+    assert report["verifying"] is False
     bad = client.post(
         "/api/v1/drills/", {**body, "step_id": "nope"}, content_type="application/json"
     )
     assert bad.status_code == 400 and "no step 'nope'" in bad.json()["error"]["message"] + str(
         bad.json()
     )
+
+
+def test_finished_drill_reads_as_verifying_until_the_runners_check_it(
+    workspace: Workspace, client: Client, member: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Periodic, "run_due", lambda self: None)  # no housekeeping pass yet
+    drill = start_drill(
+        workspace=workspace,
+        workflow_id="execute_rebalance_spend",
+        step_id="credit_target_channel",
+        fault="rate_limit",
+        started_by="user:ops",
+    )
+    drain()
+    client.force_login(member("ops", Role.OPERATOR))
+    for _ in range(2):  # reading, however often, verifies nothing
+        report = client.get(f"/api/v1/drills/{drill.id}/").json()
+        assert (report["run_status"], report["passed"], report["verifying"]) == (
+            "compensated",
+            None,
+            True,
+        )
+        assert client.get("/api/v1/drills/").json()["entries"][0]["verifying"] is True
+        page = client.get(f"/drills/{drill.id}/").content.decode()
+        assert 'data-testid="drill-result">verifying</a>' in page
+        assert "the runners are checking its evidence" in page
+        assert 'data-testid="drill-result">verifying</a>' in client.get("/drills/").content.decode()
+    assert Drill.objects.get(pk=drill.pk).verified_at is None
+
+    assert verify_finished_drills() == 1
+    report = client.get(f"/api/v1/drills/{drill.id}/").json()
+    assert (report["passed"], report["verifying"]) == (True, False)
+    assert 'data-testid="drill-result">pass</a>' in client.get("/drills/").content.decode()
 
 
 def test_due_schedule_starts_one_drill(workspace: Workspace) -> None:

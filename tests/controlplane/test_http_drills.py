@@ -15,6 +15,7 @@ from controlplane.drills.verify import verify_drill
 from controlplane.models import Drill, Workspace
 from mutations.connectors import HttpConnector, HttpPlatform, register_connector
 from mutations.models import Mutation
+from runs.keys import compensation_key, step_key
 from runs.workflows import registry
 from runs.workflows.extensions import load_yaml_workflows
 from tests.conftest import drain
@@ -91,7 +92,7 @@ def test_failing_the_third_step_undoes_the_first_two_on_the_platforms(
     # The planned fault never left Backstop: billing heard nothing but snapshots.
     assert [r["path"] for r in platforms.requests("billing")] == ["/v1/snapshot"] * 2
     applied = {o["idempotency_key"] for o in platforms.operations("iam") if o["applied"]}
-    assert applied == {f"{key}:add_to_iam_group", f"{key}:add_to_iam_group:compensate"}
+    assert applied == {step_key(key, "add_to_iam_group"), compensation_key(key, "add_to_iam_group")}
     assert checks(drill)["every idempotency key applied at most once"].startswith(
         "✓ 4 key(s) applied once each, 0 replayed call(s)"
     )

@@ -16,9 +16,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import ignored_auth, response_schema_conformance
 
 from controlplane.access.tokens import create_token
-from controlplane.models import ServiceAccount
+from controlplane.devtools import sample_data
+from controlplane.models import Role, ServiceAccount
 from controlplane.wsgi import application
-from tests.conftest import rebalance, submit
+from tests.conftest import load_fixture, rebalance, submit
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 # Examples per operation: small in CI, more for a deeper run (BACKSTOP_API_EXAMPLES=500).
@@ -53,3 +54,46 @@ def test_schema_and_docs_are_served_locally(client: Client) -> None:
     docs = client.get("/api/docs/").content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in docs
     assert "cdn" not in docs.lower()
+
+
+@pytest.mark.django_db
+def test_responses_carry_exactly_the_documented_fields_in_order(
+    agent: ServiceAccount, client: Client, member: Any
+) -> None:
+    """Extra keys pass schema validation; this catches a body that grew past its shape."""
+    client.force_login(member("boss", Role.ADMIN))
+    schemas = client.get("/api/schema/", {"format": "json"}).json()["components"]["schemas"]
+
+    def check(body: dict[str, Any], name: str) -> None:
+        assert list(body) == list(schemas[name]["properties"]), name
+
+    [decision] = sample_data.decisions(agent, 1)
+    sample_data.mutations(decision, 1)
+    submit(agent, rebalance(amount=7000))
+    run_id = decision.runs.get().run_id
+    created = client.post(
+        "/api/v1/decisions/", load_fixture("seed_decision.json"), content_type="application/json"
+    ).json()
+    check(created, "DecisionOut")
+    check(created["policy_evaluation"], "PolicyEvaluationOut")
+    check(created["run"], "WorkflowRun")
+    listed = client.get("/api/v1/decisions/").json()
+    check(listed, "DecisionList")
+    check(listed["entries"][0], "DecisionListItem")
+    check(client.get(f"/api/v1/decisions/{decision.id}/").json(), "DecisionDetail")
+    log = client.get("/api/v1/mutations/", {"decision_id": decision.id}).json()
+    check(log, "MutationQueryResult")
+    check(log["entries"][0], "MutationEntry")
+    events = client.get("/api/v1/events/", {"decision_id": created["id"]}).json()
+    check(events, "EventQueryResult")
+    check(events["entries"][0], "RuntimeEvent")
+    check(client.get(f"/api/v1/runs/{run_id}/evidence/").json(), "Evidence")
+    check(client.get("/api/v1/approvals/").json()["entries"][0], "HeldRun")
+    check(client.get("/api/v1/policies/").json()["entries"][0], "PolicyOut")
+    checked = client.post(
+        "/api/v1/policies/", {"text": "version: v2\n"}, content_type="application/json"
+    ).json()
+    check(checked, "PolicyCheck")
+    refused = client.post(f"/api/v1/runs/{run_id}/rollback/").json()
+    check(refused, "Error")
+    check(refused["error"], "ErrorDetail")

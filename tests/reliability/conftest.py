@@ -12,8 +12,9 @@ from django.db.models import Count
 from controlplane.models import ServiceAccount
 from mutations.connectors.sandbox import open_campaigns
 from mutations.models import Mutation, SandboxCampaign, SandboxFault, SandboxOperation
+from runs.keys import step_calls_prefix
 from runs.models import TERMINAL_STATUSES, WorkflowRun
-from tests.conftest import rebalance, submit
+from tests.conftest import first_run_key, rebalance, submit
 
 START_BUDGET = 1_000_000_000_000  # $1,000,000/day: no test run comes near zero
 
@@ -52,7 +53,7 @@ def submit_mix(agent: ServiceAccount, count: int, markets: list[str], fail_every
                 org=agent.org,
                 platform=target,
                 kind=SandboxFault.Kind.FATAL,
-                key_prefix=f"{document['id']}-attempt-1:credit_target_channel",
+                key_prefix=step_calls_prefix(first_run_key(document), "credit_target_channel"),
             )
         decision = submit(agent, document)
         plan.expected_status[decision.id] = "compensated" if fails else "completed"

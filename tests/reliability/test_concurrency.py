@@ -10,12 +10,14 @@ from django.db import connections
 from controlplane.models import ServiceAccount
 from mutations.connectors import Change
 from mutations.models import Mutation, SandboxFault, SandboxOperation
+from mutations.services import Surface
+from runs.keys import COMPENSATE, compensation_key, step_calls_prefix
 from runs.models import RunStatus, ScopeLock, StepExecution, WorkflowRun
 from runs.rollback import RollbackRefused, retry_rollback, rollback_evidence
 from runs.workflows import Compensation, Step, Workflow, register
 from runs.workflows.builtin import budget_change, invert_budget_change
 from runs.workflows.registry import unregister
-from tests.conftest import allow_everything, drain, rebalance, submit
+from tests.conftest import allow_everything, drain, first_run_key, rebalance, submit
 from tests.processes import Runners, stderr_of
 from tests.reliability.conftest import (
     assert_exactly_once,
@@ -80,9 +82,9 @@ def test_ten_concurrent_rollback_retries_compensate_each_mutation_once_in_revers
 ) -> None:
     document = rebalance()
     document["type"] = document["action"]["type"] = "test_three_moves"
-    key = f"{document['id']}-attempt-1"
+    key = first_run_key(document)
     SandboxFault.objects.create(
-        org=agent.org, platform="meta", kind="fatal", key_prefix=f"{key}:move_3"
+        org=agent.org, platform="meta", kind="fatal", key_prefix=step_calls_prefix(key, "move_3")
     )
     # Both compensations fail for now, so the run ends compensation_failed.
     for n in (1, 2):
@@ -90,7 +92,7 @@ def test_ten_concurrent_rollback_retries_compensate_each_mutation_once_in_revers
             org=agent.org,
             platform="google" if n == 2 else "meta",
             kind="fatal",
-            key_prefix=f"{key}:move_{n}:compensate",
+            key_prefix=compensation_key(key, f"move_{n}"),
             remaining=1,
         )
     decision = submit(agent, document)
@@ -109,7 +111,10 @@ def test_ten_concurrent_rollback_retries_compensate_each_mutation_once_in_revers
         barrier.wait()
         try:
             retried = retry_rollback(
-                run_id=run.run_id, org_id=run.org_id, requested_by=f"user:op{n}"
+                run_id=run.run_id,
+                org_id=run.org_id,
+                requested_by=f"user:op{n}",
+                surface=Surface.DASHBOARD,
             )
             outcomes.append(retried.status)
         except RollbackRefused as refused:
@@ -123,7 +128,7 @@ def test_ten_concurrent_rollback_retries_compensate_each_mutation_once_in_revers
     for thread in threads:
         thread.join()
     assert outcomes == ["compensating"] * 10
-    assert run.events.filter(kind="rollback_started", surface="api").count() == 1
+    assert run.events.filter(kind="rollback_started", surface="dashboard").count() == 1
 
     drain()
     run.refresh_from_db()
@@ -133,7 +138,7 @@ def test_ten_concurrent_rollback_retries_compensate_each_mutation_once_in_revers
     )
     assert undone == ["undo_move_2", "undo_move_1"]  # LIFO, once each
     assert run.before_state_hash == run.after_state_hash
-    assert SandboxOperation.objects.filter(idempotency_key__endswith=":compensate").count() == 2
+    assert SandboxOperation.objects.filter(idempotency_key__endswith=COMPENSATE).count() == 2
 
 
 def test_twenty_concurrent_approvals_dispatch_the_run_once(
@@ -163,6 +168,7 @@ def test_twenty_concurrent_approvals_dispatch_the_run_once(
                 user_id=user.pk,
                 actor=f"user:{user.username}",
                 payload_hash=held.payload_hash,
+                surface=Surface.DASHBOARD,
             )
             outcomes.append("approved")
         except ApprovalRefused:

@@ -39,8 +39,12 @@ def test_random_kills_while_draining_200_decisions(agent: ServiceAccount, runner
     live = [runners.start(), runners.start()]
     kills_mid_work = 0
     deadline = time.monotonic() + 240
-    while unfinished_runs():
+    while unfinished_runs() or kills_mid_work < 20:
         assert time.monotonic() < deadline, f"still unfinished after {kills_mid_work} kills"
+        if not unfinished_runs():  # the runners were faster than the kills: more work
+            more = submit_mix(agent, 50, markets, fail_every=3)
+            plan.expected_status.update(more.expected_status)
+            plan.expected_budgets.update(more.expected_budgets)
         time.sleep(rng.uniform(0.05, 0.4))
         victim = rng.randrange(len(live))
         live[victim].send_signal(signal.SIGKILL)

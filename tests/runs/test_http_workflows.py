@@ -11,8 +11,9 @@ import pytest
 from controlplane.models import ServiceAccount
 from controlplane.policy.versions import activate_policy
 from mutations.models import Mutation
+from runs.keys import compensation_key, step_calls_prefix, step_key
 from runs.models import WorkflowRun
-from tests.conftest import submit
+from tests.conftest import first_run_key, submit
 from tests.platforms import DEMO_WORKFLOWS, EXAMPLES, PLUGIN, Platforms
 from tests.processes import ROOT, Runners, stderr_of
 
@@ -92,10 +93,14 @@ def test_third_step_fails_and_first_two_are_undone_in_reverse(
     activate_policy(workspace=agent.workspace, text=ACCESS_POLICY, activated_by="test")
     seed(platforms)
     document = access_decision(definition.decision_type, 1)
-    key = f"{document['id']}-attempt-1"
+    key = first_run_key(document)
     first, second, third = definition.steps
-    platforms.fault("iam", kind="rate_limit", key_prefix=f"{key}:{first}", retry_after=2, count=1)
-    platforms.fault("ticketing", kind="ambiguous", key_prefix=f"{key}:{second}", count=1)
+    platforms.fault(
+        "iam", kind="rate_limit", key_prefix=step_calls_prefix(key, first), retry_after=2, count=1
+    )
+    platforms.fault(
+        "ticketing", kind="ambiguous", key_prefix=step_calls_prefix(key, second), count=1
+    )
     before = {name: platforms.state(name) for name in ("iam", "ticketing", "billing")}
 
     decision = submit(agent, document)
@@ -121,20 +126,22 @@ def test_third_step_fails_and_first_two_are_undone_in_reverse(
     assert "would_go_negative (HTTP 422)" in (rows[2].error_message or "")
 
     iam = [r for r in platforms.requests("iam") if r["path"] == "/v1/mutations"]
-    assert [r["idempotency_key"] for r in iam] == [f"{key}:{first}"] * 2 + [
-        f"{key}:{first}:compensate"
+    assert [r["idempotency_key"] for r in iam] == [step_key(key, first)] * 2 + [
+        compensation_key(key, first)
     ]
     assert [r["status"] for r in iam] == [429, 200, 200]
     assert all(r["authorized"] for r in platforms.requests("iam"))
     assert iam[1]["at"] - iam[0]["at"] >= 2.0  # Retry-After: 2 held the retry back
 
     ticketing = [r for r in platforms.requests("ticketing") if r["path"] == "/v1/mutations"]
-    assert [r["idempotency_key"] for r in ticketing] == [f"{key}:{second}"] * 2 + [
-        f"{key}:{second}:compensate"
+    assert [r["idempotency_key"] for r in ticketing] == [step_key(key, second)] * 2 + [
+        compensation_key(key, second)
     ]
     assert [r["outcome"] for r in ticketing] == ["fault:ambiguous", "replayed", "applied"]
     created = [
-        o for o in platforms.operations("ticketing") if o["idempotency_key"].endswith(second)
+        o
+        for o in platforms.operations("ticketing")
+        if o["idempotency_key"] == step_key(key, second)
     ]
     assert [(o["applied"], o["replays"]) for o in created] == [(True, 1)]
 

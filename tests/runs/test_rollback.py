@@ -1,18 +1,22 @@
 """compensation_failed, its evidence, an operator's retry, and pinned workflow versions."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from django.test import Client
 
-from controlplane.models import ServiceAccount
-from mutations.models import Mutation, SandboxFault
+from controlplane.models import Role, ServiceAccount
+from mutations.models import Mutation, RuntimeEvent, SandboxFault
+from mutations.services import Surface
+from runs.keys import compensation_key, step_calls_prefix
 from runs.models import RunStatus, WorkflowRun
 from runs.rollback import RollbackRefused, retry_rollback, rollback_evidence
 from runs.runner import Worker
 from runs.workflows import Compensation, Step, Workflow, register
 from runs.workflows.builtin import budget_change, invert_budget_change
 from runs.workflows.registry import unregister
-from tests.conftest import allow_everything, budget, drain, rebalance, submit
+from tests.conftest import allow_everything, budget, drain, first_run_key, rebalance, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,15 +25,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def stuck_compensation(agent: ServiceAccount) -> WorkflowRun:
     """A run whose credit fails for good and whose compensation keeps failing."""
     document = rebalance()
-    key = f"{document['id']}-attempt-1"
+    key = first_run_key(document)
     SandboxFault.objects.create(
-        org=agent.org, platform="google", kind="fatal", key_prefix=f"{key}:credit_target_channel"
+        org=agent.org,
+        platform="google",
+        kind="fatal",
+        key_prefix=step_calls_prefix(key, "credit_target_channel"),
     )
     SandboxFault.objects.create(
         org=agent.org,
         platform="meta",
         kind="transient",
-        key_prefix=f"{key}:debit_source_channel:compensate",
+        key_prefix=compensation_key(key, "debit_source_channel"),
     )
     decision = submit(agent, document)
     drain()
@@ -62,7 +69,12 @@ def test_operator_retry_finishes_the_rollback(
     meta_before_run = budget(agent.org, "meta") + 800_000_000
     SandboxFault.objects.filter(platform="meta").delete()  # the platform recovered
 
-    retry_rollback(run_id=stuck_compensation.run_id, org_id=agent.org_id, requested_by="user:ops")
+    retry_rollback(
+        run_id=stuck_compensation.run_id,
+        org_id=agent.org_id,
+        requested_by="user:ops",
+        surface=Surface.DASHBOARD,
+    )
     drain()
 
     run = WorkflowRun.objects.get(pk=stuck_compensation.pk)
@@ -75,12 +87,38 @@ def test_operator_retry_finishes_the_rollback(
     assert rollback_evidence(run)["remaining"] == []
 
 
+@pytest.mark.parametrize(
+    ("url", "status", "surface"),
+    [("/runs/{}/rollback/", 302, "dashboard"), ("/api/v1/runs/{}/rollback/", 202, "api")],
+)
+def test_retried_rollback_records_the_surface_it_was_retried_from(
+    stuck_compensation: WorkflowRun,
+    client: Client,
+    member: Any,
+    url: str,
+    status: int,
+    surface: str,
+) -> None:
+    operator = member("ops", Role.OPERATOR)
+    client.force_login(operator)
+
+    assert client.post(url.format(stuck_compensation.run_id)).status_code == status
+
+    retried = stuck_compensation.events.get(
+        kind=RuntimeEvent.Kind.ROLLBACK_STARTED, user_id=operator.pk
+    )
+    assert retried.surface == surface
+    assert retried.payload["requested_by"] == "user:ops"
+
+
 def test_retry_is_refused_for_a_run_that_did_not_fail_its_rollback(agent: ServiceAccount) -> None:
     decision = submit(agent, rebalance())
     drain()
     run = WorkflowRun.objects.get(decision=decision)
     with pytest.raises(RollbackRefused, match="only a compensation_failed run"):
-        retry_rollback(run_id=run.run_id, org_id=agent.org_id, requested_by="user:ops")
+        retry_rollback(
+            run_id=run.run_id, org_id=agent.org_id, requested_by="user:ops", surface=Surface.API
+        )
     assert WorkflowRun.objects.get(pk=run.pk).status == RunStatus.COMPLETED
 
 
@@ -121,7 +159,7 @@ def test_run_in_flight_keeps_the_version_it_started_on(
         platform="meta",
         kind="rate_limit",
         remaining=1,
-        key_prefix=f"{document['id']}-attempt-1:raise_0",
+        key_prefix=step_calls_prefix(first_run_key(document), "raise_0"),
     )
     decision = submit(agent, document)
     Worker().run(once=True)  # first attempt: rate limited, the run now waits in flight

@@ -7,11 +7,12 @@ import pytest
 
 from controlplane.models import ServiceAccount
 from mutations.models import Mutation, RuntimeEvent, SandboxFault, SandboxOperation
+from runs.keys import compensation_key, step_calls_prefix
 from runs.models import RunStatus, StepExecution, WorkflowRun
 from runs.workflows import Compensation, Step, Workflow, register
 from runs.workflows.builtin import budget_change, invert_budget_change
 from runs.workflows.registry import unregister
-from tests.conftest import allow_everything, budget, drain, rebalance, submit
+from tests.conftest import allow_everything, budget, drain, first_run_key, rebalance, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,7 +107,7 @@ def test_failing_compensation_ends_compensation_failed(agent: ServiceAccount) ->
         agent,
         "meta",
         SandboxFault.Kind.TRANSIENT,
-        key_prefix=f"{document['id']}-attempt-1:debit_source_channel:compensate",
+        key_prefix=compensation_key(first_run_key(document), "debit_source_channel"),
     )
     decision = submit(agent, document)
     drain()
@@ -180,7 +181,7 @@ def test_overlapping_runs_take_turns_so_each_hash_proves_its_own_effect(
         agent,
         "google",
         SandboxFault.Kind.RATE_LIMIT,
-        key_prefix=f"{failing['id']}-attempt-1:credit_target_channel",
+        key_prefix=step_calls_prefix(first_run_key(failing), "credit_target_channel"),
     )
     first = submit(agent, failing)
     second = submit(agent, rebalance(source="google", target="meta", amount=250))

@@ -9,8 +9,9 @@ from controlplane.devtools.demo import SEED_DECISION_ID
 from controlplane.models import Organization, ServiceAccount
 from mutations.hashing import snapshot_scope, state_hash
 from mutations.models import Mutation, RuntimeEvent, SandboxFault, SandboxOperation
+from runs.keys import compensation_key, step_calls_prefix, step_key
 from runs.models import WorkflowRun
-from tests.conftest import budget, command, drain, load_fixture, submit
+from tests.conftest import budget, command, drain, first_run_key, load_fixture, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -65,7 +66,7 @@ def test_run_ends_compensated_in_the_seed_shape(seed_run: dict[str, Any]) -> Non
     assert body["workflow_id"] == "execute_rebalance_spend"
     assert body["status"] == "compensated"
     assert body["current_step_id"] == "compensation_complete"
-    assert body["idempotency_key"] == f"{SEED_DECISION_ID}-attempt-1"
+    assert body["idempotency_key"] == seed["idempotency_key"]
     assert body["requested_by"] == "agent:decision-runtime-cron"
     assert body["org_id"] == seed_run["org"].id
     assert body["retry_count"] == 0 and body["awaiting_approval"] is False
@@ -102,7 +103,7 @@ def test_sandbox_is_back_where_it_started(agent: ServiceAccount) -> None:
         platform="google",
         kind=SandboxFault.Kind.RATE_LIMIT,
         retry_after_seconds=120,
-        key_prefix=f"{seed['id']}-attempt-1:credit_target_channel",
+        key_prefix=step_calls_prefix(first_run_key(seed), "credit_target_channel"),
     )
     before = {p: budget(agent.org, p) for p in ("meta", "google")}
     submit(agent, seed)
@@ -114,8 +115,8 @@ def test_sandbox_is_back_where_it_started(agent: ServiceAccount) -> None:
         "idempotency_key", flat=True
     )
     assert sorted(applied) == [
-        f"{run.idempotency_key}:debit_source_channel",
-        f"{run.idempotency_key}:debit_source_channel:compensate",
+        step_key(run.idempotency_key, "debit_source_channel"),
+        compensation_key(run.idempotency_key, "debit_source_channel"),
     ]
     keys = Mutation.objects.filter(status__in=["success", "rolled_back"]).values_list(
         "idempotency_key", flat=True

@@ -3,20 +3,56 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
-from controlplane.devtools.bench import Bench
+from controlplane.devtools.bench import run_bench
+from controlplane.devtools.bench_report import report
+from mutations.platformserver.cli import MAX_LATENCY_MS
+
+
+def runner_counts(text: str) -> list[int]:
+    """Parse ``--runners 1,2,4``: positive whole numbers, comma-separated."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise CommandError(f"--runners {text!r}: give runner counts such as 2 or 1,2,4")
+    return counts
 
 
 class Command(BaseCommand):
     help = (
         "Benchmark the runners on PostgreSQL: submit N decisions (70% complete, 30% fail on "
-        "the last step and compensate), drain them with K runner processes, and print "
-        "throughput, commits per step, wake latency and the raw step-transaction limit."
+        "the last step and compensate), drain them with K runner processes (a row per K), "
+        "and print throughput, commits per step, wake latency, the raw step-transaction "
+        "limit, and the runners' own SQL statements, round trips, commits and CPU per "
+        "forward step and peak memory."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--decisions", type=int, default=2000)
-        parser.add_argument("--runners", type=int, default=2)
-        parser.add_argument("--wake-samples", type=int, default=200)
+        parser.add_argument("--decisions", type=int, default=2000, help="Decisions per row.")
+        parser.add_argument(
+            "--runners",
+            default="2",
+            help="Runner processes, or a comma-separated list for a row each (1,2,4).",
+        )
+        parser.add_argument(
+            "--wake-samples",
+            type=int,
+            default=200,
+            help="Decisions submitted one at a time to idle runners (0 skips wake latency).",
+        )
+        parser.add_argument(
+            "--raw-seconds",
+            type=float,
+            default=5.0,
+            help="How long to measure the bare step transaction (0 skips it).",
+        )
+        parser.add_argument(
+            "--platform-latency-ms",
+            type=float,
+            help="Run the mix on reference HTTP platform servers answering after this delay, "
+            "instead of the sandbox platforms in the database.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if connection.vendor != "postgresql":
@@ -24,23 +60,19 @@ class Command(BaseCommand):
                 "bench measures PostgreSQL (commits come from pg_stat_database): "
                 "set DATABASE_URL=postgres://..."
             )
-        result = Bench(
+        counts = runner_counts(options["runners"])
+        latency = options["platform_latency_ms"]
+        if latency is not None and not 0 <= latency <= MAX_LATENCY_MS:
+            raise CommandError(f"--platform-latency-ms: give 0 to {MAX_LATENCY_MS}")
+        if options["decisions"] < 1 or options["wake_samples"] < 0 or options["raw_seconds"] < 0:
+            raise CommandError(
+                "--decisions must be at least 1; --wake-samples and --raw-seconds 0 or more"
+            )
+        label, rows = run_bench(
             decisions=options["decisions"],
-            runners=options["runners"],
+            runner_counts=counts,
             wake_samples=options["wake_samples"],
-            out=self.stdout.write,
-        ).run()
-        r = result
-        lines = [
-            f"decisions                 {r.decisions} with {r.runners} runner process(es)",
-            f"drain time                {r.seconds:.2f} s",
-            f"sagas/s                   {r.sagas_per_second:.0f}",
-            f"steps/s                   {r.steps_per_second:.0f}  ({r.steps} steps, "
-            f"{r.forward_steps} forward)",
-            f"commits per forward step  {r.commits_per_forward_step:.2f}  "
-            f"({r.commits} commits; {r.commits_per_step:.2f} per step of any kind)",
-            f"wake latency              p50 {r.wake_p50_ms:.1f} ms, p99 {r.wake_p99_ms:.1f} ms",
-            f"raw step transaction      {r.raw_tps:.0f} TPS with {r.runners} client(s)",
-            f"steps/s : raw TPS         {r.ratio:.0%}",
-        ]
-        self.stdout.write("\n".join(lines))
+            raw_seconds=options["raw_seconds"],
+            platform_latency_ms=latency,
+        )
+        self.stdout.write(report(label, options["decisions"], rows))

@@ -9,7 +9,7 @@ from controlplane.exceptions import DecisionConflict
 from controlplane.intake.serializers import DecisionInSerializer
 from controlplane.intake.submit import submit_decision
 from controlplane.models import Organization, ServiceAccount
-from mutations.services import CLI_SURFACE
+from mutations.services import Surface
 
 
 class Command(BaseCommand):
@@ -53,7 +53,7 @@ class Command(BaseCommand):
                 workspace=agent.workspace,
                 document={k: document[k] for k in serializer.validated_data},
                 requested_by=agent.actor,
-                surface=CLI_SURFACE,
+                surface=Surface.CLI,
             )
         except DecisionConflict as conflict:
             raise CommandError(str(conflict)) from None

@@ -6,7 +6,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mutations.platformserver import PlatformConfig, serve_platforms, serve_until_signalled
-from mutations.platformserver.cli import OptionsError, add_arguments, configs_from_ports
+from mutations.platformserver.cli import (
+    OptionsError,
+    add_arguments,
+    configs_from_ports,
+    latency_from,
+)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
@@ -24,7 +29,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            configs = configs_from_ports(options) if options["port"] else self._from_file()
+            latency = latency_from(options)
+            configs = configs_from_ports(options) if options["port"] else self._from_file(latency)
         except OptionsError as error:
             raise CommandError(str(error)) from None
         try:
@@ -36,7 +42,7 @@ class Command(BaseCommand):
         self.stdout.flush()
         serve_until_signalled(servers)
 
-    def _from_file(self) -> list[PlatformConfig]:
+    def _from_file(self, latency_seconds: float) -> list[PlatformConfig]:
         """Return the platforms file's local platforms, each with the secrets it names."""
         path = settings.BACKSTOP_PLATFORMS_FILE
         if not path:
@@ -63,6 +69,7 @@ class Command(BaseCommand):
                     port=url.port or 80,
                     token=platform.bearer_token(),
                     signing_secret=platform.signing_secret(),
+                    latency_seconds=latency_seconds,
                 )
             )
         if not configs:

@@ -1,0 +1,55 @@
+"""The approvals page: runs held for a person, and approving or rejecting them."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from controlplane.access.tenancy import can_approve, current_membership
+from controlplane.intake.approvals import decide_held_run, held_runs
+from controlplane.pages import queries
+from mutations.services import Surface
+from runs.approvals import ApprovalRefused
+from runs.models import Approval
+
+RECENT = 100
+
+
+@require_GET
+@login_required
+def approvals(request: HttpRequest) -> HttpResponse:
+    membership = current_membership(request)
+    held = held_runs(membership.org, limit=RECENT)
+    context = {"org": membership.org, "held": held, "can_approve": can_approve(membership)}
+    return render(request, "controlplane/approvals.html", context)
+
+
+@require_POST
+@login_required
+def decide(request: HttpRequest, run_id: str, verdict: str) -> HttpResponse:
+    membership = current_membership(request)
+    run = queries.get_run(membership.org, run_id)
+    comment = request.POST.get("comment", "")[:2000]
+    try:
+        decide_held_run(
+            membership=membership,
+            user=request.user,
+            run=run,
+            approve=verdict == "approve",
+            comment=comment,
+            surface=Surface.DASHBOARD,
+        )
+    except (ApprovalRefused, Approval.DoesNotExist) as refused:
+        messages.error(request, str(refused) or "This run was never held for approval.")
+    else:
+        verb = "Approved: the runners will execute it" if verdict == "approve" else "Rejected"
+        messages.success(request, f"{verb} ({run.run_id}).")
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = reverse("approvals")
+    return redirect(target)

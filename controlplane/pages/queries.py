@@ -1,0 +1,214 @@
+"""Reads that the pages and the API share, always scoped to one organization."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+
+from controlplane.models import Decision, Drill, Organization, PolicyEvaluation, decision_status
+from controlplane.pages.view_models import (
+    MutationRef,
+    MutationRow,
+    RunView,
+    Timeline,
+    human_delta,
+)
+from mutations.ids import is_valid_id
+from mutations.models import Mutation, RuntimeEvent
+from runs.models import StepExecution, WorkflowRun
+
+TIMELINE_ROWS = 100  # mutation rows listed before "show all"
+
+
+def decisions_for(org: Organization) -> QuerySet[Decision]:
+    """Return the org's decisions, newest first, with their latest run's status."""
+    latest = WorkflowRun.objects.filter(decision=OuterRef("pk")).order_by("-created_at")
+    return (
+        Decision.objects.for_org(org)
+        .select_related("evaluation")
+        .annotate(
+            run_id=Subquery(latest.values("run_id")[:1]),
+            run_status=Subquery(latest.values("status")[:1]),
+        )
+        .order_by("-received_at", "-id")
+    )
+
+
+def filtered_decisions(org: Organization, filters: dict[str, Any]) -> QuerySet[Decision]:
+    """Return the org's decisions matching the list's filters, newest first."""
+    decisions = decisions_for(org)
+    runs = WorkflowRun.objects.filter(decision=OuterRef("pk"))
+    status = filters.get("status")
+    if status == "denied":
+        decisions = decisions.filter(evaluation__outcome=PolicyEvaluation.Outcome.DENY)
+    elif status:
+        decisions = decisions.filter(Exists(runs.filter(status=status)))
+    if filters.get("type"):
+        decisions = decisions.filter(type=filters["type"])
+    if platform := filters.get("platform"):
+        decisions = decisions.filter(
+            Q(action__source_channel=platform)
+            | Q(action__target_channel=platform)
+            | Q(action__channel=platform)
+        )
+    if filters.get("received_from"):
+        decisions = decisions.filter(received_at__date__gte=filters["received_from"])
+    if filters.get("received_to"):
+        decisions = decisions.filter(received_at__date__lte=filters["received_to"])
+    if text := (filters.get("q") or "").strip():
+        if is_valid_id(text, "dec"):
+            decisions = decisions.filter(id=text)
+        else:
+            decisions = decisions.filter(summary__icontains=text)
+    if filters.get("drills") == "only":
+        decisions = decisions.filter(Exists(runs.filter(is_drill=True)))
+    elif filters.get("drills") == "exclude":
+        decisions = decisions.exclude(Exists(runs.filter(is_drill=True)))
+    return decisions
+
+
+def decision_page(
+    org: Organization, filters: dict[str, Any], *, size: int
+) -> tuple[list[Decision], tuple[datetime, str] | None]:
+    """Return one page of the list after the keyset cursor, and the cursor of the next page.
+
+    Keyset pagination keeps every page as fast as the first, however deep.
+    """
+    decisions = filtered_decisions(org, filters)
+    if after := filters.get("after"):
+        received_at, decision_id = after
+        # The first condition bounds the index range scan; the second breaks ties by id.
+        decisions = decisions.filter(received_at__lte=received_at).filter(
+            Q(received_at__lt=received_at) | Q(id__lt=decision_id)
+        )
+    page = list(decisions[: size + 1])
+    more = len(page) > size
+    page = page[:size]
+    return page, ((page[-1].received_at, page[-1].id) if more else None)
+
+
+def well_formed(value: str, prefix: str) -> str:
+    """Return an id of the right shape, or 404 before it reaches the database (an id from
+    a URL may hold anything, NUL bytes included)."""
+    if not is_valid_id(value, prefix):
+        raise Http404(f"No {prefix}_ object {value[:40]!r}.")
+    return value
+
+
+def get_decision(org: Organization, decision_id: str) -> Decision:
+    return get_object_or_404(Decision.objects.for_org(org), pk=well_formed(decision_id, "dec"))
+
+
+def get_run(org: Organization, run_id: str) -> WorkflowRun:
+    return get_object_or_404(WorkflowRun.objects.filter(org=org), pk=well_formed(run_id, "wf"))
+
+
+def get_drill(org: Organization, drill_id: str) -> Drill:
+    drills = Drill.objects.filter(org=org).select_related("run")
+    return get_object_or_404(drills, pk=well_formed(drill_id, "drl"))
+
+
+def mutations_for(org: Organization, decision_id: str) -> QuerySet[Mutation]:
+    return Mutation.objects.filter(org=org, decision_id=decision_id).order_by(
+        "created_at", "mutation_id"
+    )
+
+
+def events_for(org: Organization, decision_id: str) -> QuerySet[RuntimeEvent]:
+    return RuntimeEvent.objects.filter(org=org, decision_id=decision_id).order_by(
+        "timestamp", "event_id"
+    )
+
+
+def timeline(org: Organization, decision_id: str, *, all_rows: bool = False) -> Timeline:
+    """Return everything the decision page shows, in a fixed number of queries.
+
+    Every mutation is drawn and counted; the first TIMELINE_ROWS (or all) are listed in full.
+    """
+    decision = get_object_or_404(decisions_for(org), pk=well_formed(decision_id, "dec"))
+    mutations = mutations_for(org, decision_id)
+    refs = _mutation_refs(mutations, cadence=str(decision.action.get("cadence", "daily")))
+    rows = _mutation_rows(mutations if all_rows else mutations[:TIMELINE_ROWS], refs)
+    runs = _run_views(org, decision_id)
+    _add_earlier_calls(rows, runs)
+    return Timeline(
+        decision=decision,
+        evaluation=getattr(decision, "evaluation", None),
+        runs=runs,
+        refs=refs,
+        rows=rows,
+        events=list(events_for(org, decision_id)),
+        status=decision_status(decision),
+    )
+
+
+def _mutation_refs(mutations: QuerySet[Mutation], *, cadence: str) -> list[MutationRef]:
+    """Return a light reference to every mutation, numbered from 1: plain columns rather
+    than model instances, as a decision may have thousands."""
+    columns = mutations.values_list(
+        "mutation_id", "platform", "status", "step_id", "created_at", "compensates_id", "payload"
+    )
+    return [
+        MutationRef(
+            number,
+            mutation_id,
+            platform,
+            status,
+            step_id,
+            at,
+            compensates,
+            human_delta(payload, cadence),
+        )
+        for number, (mutation_id, platform, status, step_id, at, compensates, payload) in enumerate(
+            columns, start=1
+        )
+    ]
+
+
+def _mutation_rows(listed: QuerySet[Mutation], refs: list[MutationRef]) -> list[MutationRow]:
+    """Return the listed mutations in full, each linked to what it reverses and what
+    reversed it."""
+    by_id = {ref.mutation_id: ref for ref in refs}
+    undone_by: dict[str, list[MutationRef]] = {}
+    for ref in refs:
+        if ref.compensates_id:
+            undone_by.setdefault(ref.compensates_id, []).append(ref)
+    return [
+        MutationRow(
+            mutation=mutation,
+            ref=ref,
+            reverses=by_id.get(mutation.compensates_id or ""),
+            reversed_by=undone_by.get(mutation.mutation_id, []),
+        )
+        for mutation, ref in zip(listed, refs, strict=False)
+    ]
+
+
+def _run_views(org: Organization, decision_id: str) -> list[RunView]:
+    """Return the decision's runs, oldest first, each with its steps (two queries)."""
+    runs = list(
+        WorkflowRun.objects.filter(org=org, decision_id=decision_id)
+        .select_related("approval", "approval__decided_by")
+        .order_by("created_at")
+    )
+    steps: dict[str, list[StepExecution]] = {run.run_id: [] for run in runs}
+    for step in (
+        StepExecution.objects.filter(org=org, run__decision_id=decision_id)
+        .select_related("compensates", "mutation")
+        .order_by("started_at", "id")
+    ):
+        steps[step.run_id].append(step)
+    return [RunView(run=run, steps=steps[run.run_id]) for run in runs]
+
+
+def _add_earlier_calls(rows: list[MutationRow], runs: list[RunView]) -> None:
+    """Give each listed mutation the failed attempts its step made before it."""
+    attempts = {step.mutation_id: step.errors for view in runs for step in view.steps}
+    for row in rows:
+        errors = attempts.get(row.mutation.mutation_id) or []
+        # A step that failed for good recorded its last attempt both as an error and as the row.
+        row.earlier_calls = errors[:-1] if row.mutation.status == Mutation.Status.FAILED else errors
