@@ -4,10 +4,7 @@ platforms, plug-in and YAML workflows loaded as Backstop loads them at start-up.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +13,7 @@ import httpx
 import pytest
 
 from mutations.connectors import unregister_connector
+from mutations.platformserver.process import ServerProcess, free_ports
 from runs.workflows import registry
 from runs.workflows.extensions import load_platforms, load_plugin, load_yaml_workflows
 from tests.processes import ROOT
@@ -24,12 +22,6 @@ EXAMPLES = ROOT / "docs" / "examples"
 DEMO_WORKFLOWS = ROOT / "controlplane" / "demo_data" / "workflows"
 PLUGIN = "acme_backstop"
 SECRETS = {"IAM_TOKEN": "test-iam-token", "BILLING_SIGNING_KEY": "test-billing-signing-key"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def platforms_yaml(ports: dict[str, int]) -> str:
@@ -59,7 +51,7 @@ class Platforms:
     """Three reference platforms (iam, ticketing, billing) served by one real process."""
 
     def __init__(self, directory: Path) -> None:
-        self.ports = {name: free_port() for name in ("iam", "ticketing", "billing")}
+        self.ports = dict(zip(("iam", "ticketing", "billing"), free_ports(3), strict=True))
         self.file = directory / "platforms.yaml"
         self.file.write_text(platforms_yaml(self.ports))
         self.env = {
@@ -69,14 +61,13 @@ class Platforms:
             "BACKSTOP_PLUGINS": PLUGIN,
             "PYTHONPATH": os.pathsep.join([str(EXAMPLES), os.environ.get("PYTHONPATH", "")]),
         }
-        self.process = subprocess.Popen(
+        self.server = ServerProcess(
             [sys.executable, "manage.py", "platformserver"],
+            ports=self.ports.values(),
             cwd=ROOT,
             env={**os.environ, **self.env, "BACKSTOP_PLUGINS": "", "BACKSTOP_WORKFLOWS_DIR": ""},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            log=directory / "platformserver.log",
         )
-        self._wait_until_listening()
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -104,26 +95,7 @@ class Platforms:
         return list(self.control(name, "GET", "/_control/operations")["operations"])
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def _wait_until_listening(self) -> None:
-        deadline = time.monotonic() + 20
-        for port in self.ports.values():
-            while True:
-                if self.process.poll() is not None:
-                    stderr = self.process.stderr.read().decode() if self.process.stderr else ""
-                    raise RuntimeError(f"platformserver exited: {stderr}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, f"port {port} never opened"
-                    time.sleep(0.05)
+        self.server.stop()
 
 
 @pytest.fixture

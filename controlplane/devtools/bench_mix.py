@@ -5,11 +5,8 @@ database) or on two reference HTTP platform servers that answer after a set late
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +17,7 @@ from controlplane.models import Organization
 from mutations.connectors import unregister_connector
 from mutations.connectors.sandbox import open_campaigns
 from mutations.models import SandboxFault
+from mutations.platformserver.process import ServerProcess, free_ports
 from runs.keys import FIRST_ATTEMPT, run_key, step_calls_prefix
 from runs.workflows import registry
 from runs.workflows.extensions import load_platforms, load_yaml_workflows
@@ -28,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 BUDGET = 1_000_000_000_000
 FAILING_STEP = "credit_target_channel"  # both mixes' last step
 SEED_BATCH = 2_000  # objects per POST /_control/seed (its body is capped at 1 MiB)
-SERVER_START_SECONDS = 30.0
 HTTP_PLATFORMS = ("ads_source", "ads_target")
 HTTP_WORKFLOW = ("bench_rebalance_http", 1)
 
@@ -197,7 +194,7 @@ class HttpMix:
         self.label = f"HTTP reference platforms answering after {latency_ms:g} ms"
         self._directory = tempfile.TemporaryDirectory(prefix="backstop-bench-")
         root = Path(self._directory.name)
-        self.ports = dict(zip(HTTP_PLATFORMS, _free_ports(len(HTTP_PLATFORMS)), strict=True))
+        self.ports = dict(zip(HTTP_PLATFORMS, free_ports(len(HTTP_PLATFORMS)), strict=True))
         platforms_file = root / "platforms.yaml"
         platforms_file.write_text(
             PLATFORMS_FILE.format(
@@ -214,12 +211,16 @@ class HttpMix:
             "BACKSTOP_WORKFLOWS_DIR": str(workflows),
             "BACKSTOP_PLUGINS": "",
         }
-        self._log = root / "platformserver.log"
-        self._server = self._start_server(latency_ms)
+        self._server = ServerProcess(
+            [sys.executable, "manage.py", "platformserver", "--latency-ms", f"{latency_ms:g}"],
+            ports=self.ports.values(),
+            cwd=ROOT,
+            env={**os.environ, **self.runner_env, "BACKSTOP_WORKFLOWS_DIR": ""},
+            log=root / "platformserver.log",
+        )
         self._client = httpx.Client(timeout=30)
         self._registered: list[str] = []
         try:
-            self._wait_until_listening()
             # Intake checks decisions against the registered workflows: load them here too.
             self._registered = load_platforms(platforms_file)
             load_yaml_workflows(workflows)
@@ -264,54 +265,8 @@ class HttpMix:
         for name in self._registered:
             unregister_connector(name)
         self._client.close()
-        if self._server.poll() is None:
-            self._server.terminate()
-            try:
-                self._server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._server.kill()
-                self._server.wait()
+        self._server.stop()
         self._directory.cleanup()
-
-    def _start_server(self, latency_ms: float) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **self.runner_env, "BACKSTOP_WORKFLOWS_DIR": ""}
-        with self._log.open("w") as log:  # a file: a full pipe would block the server
-            return subprocess.Popen(
-                [sys.executable, "manage.py", "platformserver", "--latency-ms", f"{latency_ms:g}"],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-
-    def _wait_until_listening(self) -> None:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        for platform in HTTP_PLATFORMS:
-            while True:
-                if self._server.poll() is not None:
-                    raise RuntimeError(f"platformserver exited: {self._log.read_text()[-2000:]}")
-                try:
-                    self._client.get(self.url(platform) + "/_control/state").raise_for_status()
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"platformserver did not listen on {self.url(platform)} within "
-                            f"{SERVER_START_SECONDS:g}s: {self._log.read_text()[-2000:]}"
-                        ) from None
-                    time.sleep(0.1)
 
     def _control(self, platform: str, path: str, body: Any) -> None:
         self._client.post(self.url(platform) + path, json=body).raise_for_status()
-
-
-def _free_ports(count: int) -> list[int]:
-    """Return ports free now; all bound at once, so they differ."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
