@@ -4,24 +4,28 @@
 waiting on each other; a lease (renewed by the runner's heartbeat) marks the claim, and a
 run whose lease expired is claimable again, so a dead runner's work is picked up.
 Starting a run happens in the same transaction: take its scope (runs that touch the same
-platform objects take turns) and its before-state hash. The batch shares each query.
+platform objects take turns) and, when its platforms live in the database, its
+before-state hash. A run on platforms outside it stays ``pending`` with its scope held:
+the runner reads their state by a call in flight, outside any transaction, and records
+the start then. The batch shares each query.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from mutations.connectors import PlatformError
 from mutations.hashing import canonical_json, snapshot_scopes, state_hash
 from mutations.models import RuntimeEvent
-from mutations.services import Surface
+from runs import evidence
+from runs.batch import update_rows
 from runs.crashpoints import crash_point
-from runs.engine import Engine
-from runs.events import event_for_run
 from runs.models import RunStatus, ScopeLock, StepExecution, WorkflowRun
 from runs.records import lease_seconds, rollback_lock_seconds
 from runs.state import RunState
@@ -39,56 +43,86 @@ def scope_keys(scope: dict[str, dict[str, object]]) -> list[str]:
     return sorted(f"{platform}:{canonical_json(target)}" for platform, target in scope.items())
 
 
-def claim_runs(engine: Engine, limit: int) -> list[RunState]:
-    """Lease up to ``limit`` due runs to this runner, start the pending ones, return them."""
+def claim_runs(worker_id: str, limit: int, *, holding: Collection[str] = ()) -> list[RunState]:
+    """Lease up to ``limit`` due runs to this runner, start the pending ones, return them.
+
+    ``holding``: the runs this runner still has in memory. One whose lease ran out (the
+    runner was slow to renew it) is not claimed again here: its outcome in flight would
+    be recorded from a stale copy; another runner takes it instead.
+
+    The rows are changed once each, at the end (``Claim.save``): a claimed run gets its
+    lease (and, compensating, the rollback lock), its scope and its start; a run that
+    cannot go on yet is handed back until a later moment.
+    """
     now = timezone.now()
     with transaction.atomic():
         due = WorkflowRun.objects.claimable(now).order_by("next_wake_at")
+        if holding:
+            due = due.exclude(run_id__in=list(holding))
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         runs = list(due[:limit])
         if not runs:
             return []
-        _lease(runs, engine.worker_id, now)
-        states, missing = [], []
+        claim = Claim(worker_id, now)
+        states = []
         for run in runs:
             workflow = get_workflow(run.workflow_id, run.workflow_version)
             if workflow is None:
-                missing.append(run)
+                _log_unknown_version(run)
+                claim.hand_back(run, now + MISSING_WORKFLOW_RECHECK)
             else:
                 states.append(RunState(run=run, workflow=workflow))
-        if missing:
-            _leave_unknown_versions(missing, now)
         _load_records(states)
-        waiting = _take_scopes([s for s in states if not s.run.holds_scope], now)
-        if waiting:
-            _hand_back(waiting, now + SCOPE_WAIT)
-        claimed = [s for s in states if s.run not in waiting]
-        unreachable = _start([s for s in claimed if s.run.status == RunStatus.PENDING], now)
-        if unreachable:
-            _hand_back([s.run for s in unreachable], now + SNAPSHOT_RETRY)
-            claimed = [s for s in claimed if s not in unreachable]
+        _take_scopes(claim, [s.run for s in states if not s.run.holds_scope])
+        states = [s for s in states if s.run not in claim.handed_back]
+        for state in _start(claim, [s for s in states if _starts_here(s)], now):
+            claim.hand_back(state.run, now + SNAPSHOT_RETRY)
+        claimed = [s for s in states if s.run not in claim.handed_back]
+        for state in claimed:
+            claim.lease(state.run)
+        claim.save()
     if claimed:
         crash_point("after_claim")
     return claimed
 
 
-def _lease(runs: list[WorkflowRun], worker_id: str, now: datetime) -> None:
-    lease = {"leased_by": worker_id, "lease_expires_at": now + lease_seconds()}
-    WorkflowRun.objects.filter(run_id__in=[r.run_id for r in runs]).update(**lease)
-    # The previous holder of a compensating run lost its lease: its rollback lock goes too.
-    rollback_lock = {
-        "rollback_lock_holder": worker_id,
-        "rollback_lock_expires_at": now + rollback_lock_seconds(),
-    }
-    compensating = [r for r in runs if r.status == RunStatus.COMPENSATING]
-    if compensating:
-        WorkflowRun.objects.filter(run_id__in=[r.run_id for r in compensating]).update(
-            **rollback_lock
-        )
-    for run in runs:
-        for name, value in (lease | (rollback_lock if run in compensating else {})).items():
+class Claim:
+    """The row changes of one claim, made in memory first and saved together."""
+
+    def __init__(self, worker_id: str, now: datetime) -> None:
+        self.worker_id, self.now = worker_id, now
+        self.changes: dict[WorkflowRun, dict[str, Any]] = {}
+        self.handed_back: set[WorkflowRun] = set()
+        self.events: list[RuntimeEvent] = []
+
+    def change(self, run: WorkflowRun, **fields: Any) -> None:
+        for name, value in fields.items():
             setattr(run, name, value)
+        self.changes.setdefault(run, {}).update(fields)
+
+    def lease(self, run: WorkflowRun) -> None:
+        self.change(run, leased_by=self.worker_id, lease_expires_at=self.now + lease_seconds())
+        if run.status == RunStatus.COMPENSATING:
+            # The previous holder lost its lease: its rollback lock goes too.
+            self.change(
+                run,
+                rollback_lock_holder=self.worker_id,
+                rollback_lock_expires_at=self.now + rollback_lock_seconds(),
+            )
+
+    def hand_back(self, run: WorkflowRun, wake_at: datetime) -> None:
+        self.handed_back.add(run)
+        self.change(run, leased_by="", lease_expires_at=None, next_wake_at=wake_at)
+
+    def save(self) -> None:
+        update_rows(WorkflowRun, [(run.pk, fields) for run, fields in self.changes.items()])
+        RuntimeEvent.objects.bulk_create(self.events)
+
+
+def _starts_here(state: RunState) -> bool:
+    """A pending run whose platforms live in the database starts in its claim."""
+    return state.run.status == RunStatus.PENDING and state.reads_state_in_database
 
 
 def _load_records(states: list[RunState]) -> None:
@@ -99,66 +133,43 @@ def _load_records(states: list[RunState]) -> None:
         by_run[record.run_id].records[(record.step_id, record.kind)] = record
 
 
-def _take_scopes(states: list[RunState], now: datetime) -> list[WorkflowRun]:
-    """Lock the scopes of runs that hold none yet; return the runs that must wait."""
-    if not states:
-        return []
-    wanted = {s.run.run_id: scope_keys(s.run.scope) for s in states}
-    taken = set(
-        ScopeLock.objects.filter(
-            org_id__in={s.run.org_id for s in states},
-            key__in={k for keys in wanted.values() for k in keys},
-        ).values_list("org_id", "key")
+def _take_scopes(claim: Claim, runs: list[WorkflowRun]) -> None:
+    """Lock the scopes of runs that hold none yet, in one statement that says which keys
+    it took; hand back the runs that must wait (a key of theirs is held by another run,
+    or by an earlier run of this batch)."""
+    if not runs:
+        return
+    # In one order for every runner, so that two claims wait on each other's keys in
+    # turn rather than in a circle.
+    rows = sorted(
+        ((run, key) for run in runs for key in scope_keys(run.scope)),
+        key=lambda row: (row[0].org_id, row[1]),
     )
-    waiting, locks = [], []
-    for state in states:
-        run = state.run
-        keys = {(run.org_id, key) for key in wanted[run.run_id]}
-        if keys & taken:
-            waiting.append(run)
-            continue
-        taken |= keys  # two runs of one batch may share a scope too
-        locks += [ScopeLock(org_id=run.org_id, key=k, run=run, acquired_at=now) for _, k in keys]
-    try:
-        with transaction.atomic():  # a savepoint: a race lost here is retried one run at a time
-            ScopeLock.objects.bulk_create(locks)
-    except IntegrityError:
-        return waiting + _take_scopes_one_by_one([s for s in states if s.run not in waiting], now)
-    _mark_holding([s.run for s in states if s.run not in waiting])
-    return waiting
-
-
-def _take_scopes_one_by_one(states: list[RunState], now: datetime) -> list[WorkflowRun]:
-    waiting = []
-    for state in states:
-        run = state.run
-        try:
-            with transaction.atomic():
-                ScopeLock.objects.bulk_create(
-                    ScopeLock(org_id=run.org_id, key=key, run=run, acquired_at=now)
-                    for key in scope_keys(run.scope)
-                )
-        except IntegrityError:
-            waiting.append(run)
-        else:
-            _mark_holding([run])
-    return waiting
-
-
-def _mark_holding(runs: list[WorkflowRun]) -> None:
-    if runs:
-        WorkflowRun.objects.filter(run_id__in=[r.run_id for r in runs]).update(holds_scope=True)
+    table = connection.ops.quote_name(ScopeLock._meta.db_table)
+    values = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
+    acquired = ScopeLock._meta.get_field("acquired_at").get_db_prep_save(claim.now, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (org_id, key, run_id, acquired_at) VALUES {values} "
+            "ON CONFLICT (org_id, key) DO NOTHING RETURNING run_id, key",
+            [p for run, key in rows for p in (run.org_id, key, run.run_id, acquired)],
+        )
+        taken = {(run_id, key) for run_id, key in cursor.fetchall()}
+    waiting = [r for r in runs if any((r.run_id, k) not in taken for k in scope_keys(r.scope))]
+    partly = [r.run_id for r in waiting if any(run_id == r.run_id for run_id, _ in taken)]
+    if partly:  # all of a run's keys or none
+        ScopeLock.objects.filter(run_id__in=partly).delete()
     for run in runs:
-        run.holds_scope = True
+        if run in waiting:
+            claim.hand_back(run, claim.now + SCOPE_WAIT)
+        else:
+            claim.change(run, holds_scope=True)
 
 
-def _start(states: list[RunState], now: datetime) -> list[RunState]:
-    """Take each run's before-state hash and mark it running, all in shared queries.
-
-    Return the runs whose platforms could not be read: they start on a later claim.
-    """
-    if not states:
-        return []
+def _start(claim: Claim, states: list[RunState], now: datetime) -> list[RunState]:
+    """Take each run's before-state hash and mark it running, reading each platform once
+    for all of them. Return the runs whose platforms could not be read: they start on a
+    later claim."""
     snapshots: dict[str, dict[str, object]] = {}
     for org_id in {s.run.org_id for s in states}:
         group = [s.run for s in states if s.run.org_id == org_id]
@@ -168,50 +179,25 @@ def _start(states: list[RunState], now: datetime) -> list[RunState]:
             logger.warning("runs=%s not started: %s", [r.run_id for r in group], error.message)
             continue
         snapshots.update(zip([run.run_id for run in group], found, strict=True))
-    unreachable = [s for s in states if s.run.run_id not in snapshots]
-    states = [s for s in states if s.run.run_id in snapshots]
-    events = []
     for state in states:
         run, workflow = state.run, state.workflow
-        run.status = RunStatus.RUNNING
-        run.before_state_hash = state_hash(snapshots[run.run_id])
-        run.current_step_id = workflow.steps[0].id
-        run.updated_at = now
-        events.append(
-            event_for_run(
-                run,
-                RuntimeEvent.Kind.RUN_STARTED,
-                surface=Surface.DECISION_RUNTIME,
-                before_state_hash=run.before_state_hash,
-                delta_summary=f"{workflow.id} v{workflow.version} started",
-                payload={
-                    "workflow_run_id": run.run_id,
-                    "workflow_id": workflow.id,
-                    "workflow_version": workflow.version,
-                    "idempotency_key": run.idempotency_key,
-                },
-            )
+        if run.run_id not in snapshots:
+            continue
+        claim.change(
+            run,
+            status=RunStatus.RUNNING,
+            before_state_hash=state_hash(snapshots[run.run_id]),
+            current_step_id=workflow.steps[0].id,
+            updated_at=now,
         )
+        claim.events.append(evidence.started_event(run, workflow))
         logger.info("run=%s trace=%s started %s", run.run_id, run.trace_id, workflow.id)
-    WorkflowRun.objects.bulk_update(
-        [s.run for s in states],
-        ["status", "before_state_hash", "current_step_id", "updated_at"],
-    )
-    RuntimeEvent.objects.bulk_create(events)
-    return unreachable
+    return [s for s in states if s.run.run_id not in snapshots]
 
 
-def _leave_unknown_versions(runs: list[WorkflowRun], now: datetime) -> None:
-    for run in runs:
-        logger.warning(
-            "run=%s trace=%s workflow %s v%s is not registered in this runner; "
-            "leaving the run for a runner that has it",
-            run.run_id, run.trace_id, run.workflow_id, run.workflow_version,
-        )  # fmt: skip
-    _hand_back(runs, now + MISSING_WORKFLOW_RECHECK)
-
-
-def _hand_back(runs: list[WorkflowRun], wake_at: datetime) -> None:
-    WorkflowRun.objects.filter(run_id__in=[r.run_id for r in runs]).update(
-        leased_by="", lease_expires_at=None, next_wake_at=wake_at
-    )
+def _log_unknown_version(run: WorkflowRun) -> None:
+    logger.warning(
+        "run=%s trace=%s workflow %s v%s is not registered in this runner; "
+        "leaving the run for a runner that has it",
+        run.run_id, run.trace_id, run.workflow_id, run.workflow_version,
+    )  # fmt: skip

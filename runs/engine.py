@@ -1,105 +1,84 @@
-"""The built-in durable engine: drive claimed runs step by step, and undo them when a step
-fails for good.
+"""The built-in durable engine: one attempt of a step or compensation, and its record.
 
-A platform call happens outside any transaction, with the step's stable idempotency key.
-Its outcome is then recorded by ``runs.records`` in one transaction that only commits
-while this runner still holds the run's lease (fencing). What to do next comes from
-``runs.saga``; when to retry from the step's retry policy.
+A platform call happens outside any transaction, with the step's stable idempotency key
+(``attempt``, run by a runner's call pool). Its outcome is then recorded by
+``runs.records`` inside a group transaction that only writes while this runner still
+holds the run's lease (fencing). What to do next comes from ``runs.saga``; when to retry
+from the step's retry policy.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from mutations.connectors import Call, PlatformError, TransientError, get_connector
-from runs import saga
+from mutations.connectors import Applied, Call, PlatformError, TransientError, get_connector
 from runs.crashpoints import crash_point
 from runs.records import Recorder
-from runs.saga import Action, Finish, Wait
+from runs.saga import Action
 from runs.state import Attempt, RunState
 
 logger = logging.getLogger("runs.engine")
 
 
-class Engine:
-    """Drive the runs one runner (``worker_id``) has claimed, one at a time."""
+@dataclass(frozen=True)
+class Called:
+    """What one attempt of an action got from its platform: a change applied, or an error."""
 
-    def __init__(self, *, worker_id: str) -> None:
-        self.worker_id = worker_id
-        self.recorder = Recorder(worker_id=worker_id)
+    action: Action
+    attempt: Attempt
+    applied: Applied | None = None
+    error: PlatformError | None = None
 
-    def drive(self, state: RunState, *, stopping: Callable[[], bool] = lambda: False) -> bool:
-        """Advance a claimed run until it ends, must wait, or the runner stops.
 
-        Return True when the run was handed back (finished or waiting), False when it is
-        still leased to this runner and must be released.
-        """
-        while not stopping():
-            move = state.next_move(timezone.now())
-            if isinstance(move, Finish):  # only after a crash between the last record and here
-                self.recorder.record_finish(state, move)
-                return True
-            if isinstance(move, Wait):  # a retry that is not due yet: any runner may take it then
-                self.recorder.release(state, move.until)
-                return True
-            if move.skip_reason:
-                if self.recorder.record_skip(state, move):
-                    return True
-                continue
-            if self._attempt(state, move):
-                return True
-        return False
-
-    def _attempt(self, state: RunState, action: Action) -> bool:
-        """Make one attempt of an action; return True when the run was handed back."""
-        run = state.run
-        execution = state.records.get((action.step_id, action.kind))
-        attempt = Attempt(
-            key=action.idempotency_key(run.idempotency_key),
-            number=(execution.attempts if execution else 0) + 1,
-            started_at=timezone.now(),
+def attempt(state: RunState, action: Action) -> Called:
+    """Make one attempt of an action; write nothing of Backstop's own."""
+    run = state.run
+    execution = state.records.get((action.step_id, action.kind))
+    this = Attempt(
+        key=action.idempotency_key(run.idempotency_key),
+        number=(execution.attempts if execution else 0) + 1,
+        started_at=timezone.now(),
+    )
+    crash_point("before_platform_call")
+    call = Call(
+        decision_id=run.decision_id, run_id=run.run_id, step_id=action.name, kind=action.kind
+    )
+    try:
+        applied = get_connector(action.change.platform).apply(
+            org_id=run.org_id,
+            idempotency_key=this.key,
+            change=action.change,
+            timeout=action.timeout,
+            call=call,
         )
-        crash_point("before_platform_call")
-        call = Call(
-            decision_id=run.decision_id, run_id=run.run_id, step_id=action.name, kind=action.kind
-        )
-        try:
-            applied = get_connector(action.change.platform).apply(
-                org_id=run.org_id,
-                idempotency_key=attempt.key,
-                change=action.change,
-                timeout=action.timeout,
-                call=call,
-            )
-        except PlatformError as error:
-            crash_point("after_platform_call")
-            done = self._record_failure(state, action, attempt, error)
-        except Exception as exc:  # an unclassified failure is treated as transient
-            logger.exception("run=%s step=%s unexpected connector error", run.run_id, action.name)
-            unclassified = TransientError(f"{type(exc).__name__}: {exc}")
-            done = self._record_failure(state, action, attempt, unclassified)
-        else:
-            crash_point("after_platform_call")
-            done = self.recorder.record_applied(state, action, attempt, applied)
-        crash_point("after_record")
-        if action.kind == saga.COMPENSATION:
-            crash_point("between_compensations")
-        return done
+    except PlatformError as error:
+        called = Called(action, this, error=error)
+    except Exception as exc:  # an unclassified failure is treated as transient
+        logger.exception("run=%s step=%s unexpected connector error", run.run_id, action.name)
+        called = Called(action, this, error=TransientError(f"{type(exc).__name__}: {exc}"))
+    else:
+        called = Called(action, this, applied=applied)
+    crash_point("after_platform_call")
+    return called
 
-    def _record_failure(
-        self, state: RunState, action: Action, attempt: Attempt, error: PlatformError
-    ) -> bool:
-        """Schedule another attempt when the error and the step's retry policy allow one,
-        else record that the action failed for good."""
-        now = timezone.now()
-        wake_at = _retry_at(state, action, attempt, error, now)
-        if wake_at is None:
-            return self.recorder.record_failure(state, action, attempt, error, now=now)
-        return self.recorder.record_retry(state, action, attempt, error, now=now, wake_at=wake_at)
+
+def record(recorder: Recorder, state: RunState, called: Called) -> bool:
+    """Record an attempt inside ``recorder.recording``: the change applied, another attempt
+    scheduled when the error and the step's retry policy allow one, or the action failed
+    for good. Return True when the run was handed back."""
+    action, this = called.action, called.attempt
+    if called.error is None:
+        assert called.applied is not None
+        return recorder.record_applied(state, action, this, called.applied)
+    now = timezone.now()
+    wake_at = _retry_at(state, action, this, called.error, now)
+    if wake_at is None:
+        return recorder.record_failure(state, action, this, called.error, now=now)
+    return recorder.record_retry(state, action, this, called.error, now=now, wake_at=wake_at)
 
 
 def _retry_at(

@@ -14,6 +14,7 @@ from runs.events import EventFields, event_for_run
 from runs.models import RunStatus, StepExecution, WorkflowRun
 from runs.saga import ROLLBACK_MODE, Action
 from runs.state import Attempt
+from runs.workflows import Workflow
 
 DOWNSTREAM_FAILURE = "downstream_step_failure"
 
@@ -62,6 +63,22 @@ def mutation_for(
 
 def _engine_event(run: WorkflowRun, kind: str, **fields: Unpack[EventFields]) -> RuntimeEvent:
     return event_for_run(run, kind, surface=Surface.DECISION_RUNTIME, **fields)
+
+
+def started_event(run: WorkflowRun, workflow: Workflow) -> RuntimeEvent:
+    """Return the event of a run's start, with the state hash of its scope before it."""
+    return _engine_event(
+        run,
+        RuntimeEvent.Kind.RUN_STARTED,
+        before_state_hash=run.before_state_hash,
+        delta_summary=f"{workflow.id} v{workflow.version} started",
+        payload={
+            "workflow_run_id": run.run_id,
+            "workflow_id": workflow.id,
+            "workflow_version": workflow.version,
+            "idempotency_key": run.idempotency_key,
+        },
+    )
 
 
 def applied_event(

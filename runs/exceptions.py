@@ -1,7 +1,3 @@
-class LeaseLost(Exception):
-    """This runner no longer holds the run's lease; another runner owns it now."""
-
-
 class ExtensionError(Exception):
     """A team's platforms file, plug-in or workflow file stops start-up; the message names
     the file or module, the workflow and the step, and what to change."""

@@ -1,10 +1,12 @@
-"""The engine's writes: each outcome of a step, recorded in one fenced transaction.
+"""The engine's writes: the outcomes of many steps, recorded in one fenced transaction.
 
 This is the one place that writes what a platform call did: the Mutation Log row, the
 step execution, the run's state, its events, and the run's end when nothing is left to
-do. Each outcome is one transaction that only commits while this runner holds the run's
-lease (and, while compensating, its rollback lock), so a runner that lost the run
-commits nothing. Each write also updates the runner's copy of the run (``RunState``).
+do. A runner records the outcomes it has gathered as a group (``Recorder.recording``):
+one transaction that first locks the group's runs and keeps only those this runner still
+holds (its lease and, while compensating, its rollback lock), so a runner that lost a run
+writes nothing for it; the writes then go out as one statement per table
+(``runs.batch``). Each write also updates the runner's copy of the run (``RunState``).
 """
 
 from __future__ import annotations
@@ -17,16 +19,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from mutations import chain
 from mutations.connectors import Applied, PlatformError
-from mutations.hashing import snapshot_scope, state_hash
-from mutations.models import Mutation, RuntimeEvent
+from mutations.hashing import snapshot_scopes, state_hash
+from mutations.models import Mutation
 from runs import evidence, saga
-from runs.exceptions import LeaseLost
-from runs.models import RunStatus, ScopeLock, StepExecution, WorkflowRun
+from runs.batch import Batch
+from runs.models import RunStatus, StepExecution, WorkflowRun
 from runs.saga import Action, Finish
 from runs.state import Attempt, RunState
 
@@ -43,15 +43,54 @@ def rollback_lock_seconds() -> timedelta:
 
 
 class Recorder:
-    """Write the outcomes of one runner's platform calls, each in one transaction fenced by
-    the runner's lease. The ``record_*`` methods of a step's outcome return True when the
-    run was handed back (it finished, or waits for a retry), False when this runner goes
-    on driving it."""
+    """Write the outcomes of one runner's platform calls, a group at a time, fenced by the
+    runner's leases. Call the ``record_*`` methods inside ``recording``, for the runs it
+    yields. Those of a step's outcome return True when the run was handed back (it
+    finished, or waits for a retry), False when this runner goes on driving it."""
 
     def __init__(self, *, worker_id: str) -> None:
         self.worker_id = worker_id
-        self._outbox: list[RuntimeEvent] = []
-        self._unlinked: list[Mutation] = []
+        self._batch: Batch | None = None
+        # Runs that end in this group, their scopes' state read for all of them at once.
+        self._ending: list[tuple[RunState, Finish, datetime, dict[str, Any]]] = []
+
+    @contextmanager
+    def recording(self, states: list[RunState]) -> Iterator[set[str]]:
+        """Open one transaction for the outcomes of ``states``; yield the ids of the runs
+        this runner still holds (record only theirs); write everything when the block ends.
+
+        Their rows stay locked until the commit, so no other runner can take one of them
+        meanwhile. On an error nothing is written, and the states in memory are stale.
+        """
+        with transaction.atomic():
+            held = self._fence(states)
+            self._batch = Batch()
+            try:
+                yield held
+                self._finish_ending()
+                self._batch.flush()
+            finally:
+                self._batch = None
+                self._ending.clear()
+
+    def _fence(self, states: list[RunState]) -> set[str]:
+        rows = (
+            WorkflowRun.objects.select_for_update()
+            .filter(run_id__in=[s.run.run_id for s in states], leased_by=self.worker_id)
+            .values_list("run_id", "rollback_lock_holder")
+        )
+        compensating = {s.run.run_id for s in states if s.run.status == RunStatus.COMPENSATING}
+        return {
+            run_id
+            for run_id, holder in rows
+            if run_id not in compensating or holder == self.worker_id
+        }
+
+    @property
+    def batch(self) -> Batch:
+        if self._batch is None:
+            raise RuntimeError("Record outcomes inside Recorder.recording().")
+        return self._batch
 
     # ---- outcomes ------------------------------------------------------------------------
 
@@ -61,32 +100,31 @@ class Recorder:
         """Record a change the platform applied: its mutation, the step succeeded, its
         event, and the run's progress (or its end)."""
         run = state.run
-        with self._recording():
-            now = timezone.now()
-            mutation = self._append_mutation(
-                run, action, attempt, result=applied.result, receipt=applied.receipt
-            )
-            self._save_execution(
-                state,
+        now = timezone.now()
+        mutation = self._append_mutation(
+            run, action, attempt, result=applied.result, receipt=applied.receipt
+        )
+        self._save_execution(
+            state,
+            action,
+            attempt.key,
+            attempt.started_at,
+            status=StepExecution.Status.SUCCEEDED,
+            attempts=attempt.number,
+            mutation=mutation,
+            next_attempt_at=None,
+            finished_at=now,
+        )
+        self.batch.events.append(
+            evidence.applied_event(
+                run,
                 action,
-                attempt.key,
-                attempt.started_at,
-                status=StepExecution.Status.SUCCEEDED,
-                attempts=attempt.number,
-                mutation=mutation,
-                next_attempt_at=None,
-                finished_at=now,
+                attempt=attempt.number,
+                key=attempt.key,
+                mutation_id=mutation.mutation_id,
             )
-            self._outbox.append(
-                evidence.applied_event(
-                    run,
-                    action,
-                    attempt=attempt.number,
-                    key=attempt.key,
-                    mutation_id=mutation.mutation_id,
-                )
-            )
-            done = self._continue_or_finish(state, now, current_step_id=action.name)
+        )
+        done = self._continue_or_finish(state, now, current_step_id=action.name)
         _log_outcome(run, action, attempt, "applied", f"mutation={mutation.mutation_id}")
         return done
 
@@ -103,30 +141,29 @@ class Recorder:
         """Record a failed attempt that will be tried again at ``wake_at``, and hand the run
         back until then, so any runner may take it."""
         run = state.run
-        with self._recording():
-            self._save_execution(
-                state,
-                action,
-                attempt.key,
-                attempt.started_at,
-                attempts=attempt.number,
-                last_error=error.message,
-                errors=_errors_with(state, action, attempt, error, now),
-                next_attempt_at=wake_at,
+        self._save_execution(
+            state,
+            action,
+            attempt.key,
+            attempt.started_at,
+            attempts=attempt.number,
+            last_error=error.message,
+            errors=_errors_with(state, action, attempt, error, now),
+            next_attempt_at=wake_at,
+        )
+        self.batch.events.append(
+            evidence.retry_event(
+                run, action, error, attempt=attempt.number, now=now, wake_at=wake_at
             )
-            self._outbox.append(
-                evidence.retry_event(
-                    run, action, error, attempt=attempt.number, now=now, wake_at=wake_at
-                )
-            )
-            self._save_run(
-                state,
-                now,
-                current_step_id=action.name,
-                next_wake_at=wake_at,
-                leased_by="",
-                lease_expires_at=None,
-            )
+        )
+        self._save_run(
+            state,
+            now,
+            current_step_id=action.name,
+            next_wake_at=wake_at,
+            leased_by="",
+            lease_expires_at=None,
+        )
         _log_outcome(run, action, attempt, "retry_scheduled", f"error={error.message!r}")
         return True
 
@@ -142,49 +179,47 @@ class Recorder:
         """Record an action that failed for good: its failed mutation and step, then the
         start of the rollback (a forward step) or the run's progress (a compensation)."""
         run = state.run
-        with self._recording():
-            mutation = self._append_mutation(
-                run, action, attempt, error_message=error.message, receipt=error.receipt
+        mutation = self._append_mutation(
+            run, action, attempt, error_message=error.message, receipt=error.receipt
+        )
+        self._save_execution(
+            state,
+            action,
+            attempt.key,
+            attempt.started_at,
+            status=StepExecution.Status.FAILED,
+            attempts=attempt.number,
+            last_error=error.message,
+            errors=_errors_with(state, action, attempt, error, now),
+            mutation=mutation,
+            next_attempt_at=None,
+            finished_at=now,
+        )
+        if action.kind == saga.FORWARD:
+            done = self._fail_forward(state, action, error, now)
+        else:
+            self.batch.events.append(
+                evidence.compensation_failed_event(run, action, error, attempts=attempt.number)
             )
-            self._save_execution(
-                state,
-                action,
-                attempt.key,
-                attempt.started_at,
-                status=StepExecution.Status.FAILED,
-                attempts=attempt.number,
-                last_error=error.message,
-                errors=_errors_with(state, action, attempt, error, now),
-                mutation=mutation,
-                next_attempt_at=None,
-                finished_at=now,
-            )
-            if action.kind == saga.FORWARD:
-                done = self._fail_forward(state, action, error, now)
-            else:
-                self._outbox.append(
-                    evidence.compensation_failed_event(run, action, error, attempts=attempt.number)
-                )
-                done = self._continue_or_finish(state, now, current_step_id=action.name)
+            done = self._continue_or_finish(state, now, current_step_id=action.name)
         _log_outcome(run, action, attempt, "failed", f"error={error.message!r}")
         return done
 
     def record_skip(self, state: RunState, action: Action) -> bool:
         """Record a compensation that cannot run (its step declares none) and why."""
         run = state.run
-        with self._recording():
-            now = timezone.now()
-            self._save_execution(
-                state,
-                action,
-                action.idempotency_key(run.idempotency_key),
-                now,
-                status=StepExecution.Status.SKIPPED,
-                skip_reason=action.skip_reason,
-                finished_at=now,
-            )
-            self._outbox.append(evidence.skipped_event(run, action))
-            done = self._continue_or_finish(state, now, current_step_id=action.step_id)
+        now = timezone.now()
+        self._save_execution(
+            state,
+            action,
+            action.idempotency_key(run.idempotency_key),
+            now,
+            status=StepExecution.Status.SKIPPED,
+            skip_reason=action.skip_reason,
+            finished_at=now,
+        )
+        self.batch.events.append(evidence.skipped_event(run, action))
+        done = self._continue_or_finish(state, now, current_step_id=action.step_id)
         logger.info(
             "run=%s trace=%s step=%s kind=compensation outcome=skipped reason=%r",
             run.run_id,
@@ -194,10 +229,28 @@ class Recorder:
         )
         return done
 
-    def record_finish(self, state: RunState, finish: Finish) -> None:
-        """Record the end of a run whose last outcome was recorded without it."""
-        with self._recording():
-            self._finish(state, finish, timezone.now())
+    def record_start(self, state: RunState, before_state_hash: str) -> None:
+        """Record that a claimed run started, with the state of its scope before it."""
+        run, now = state.run, timezone.now()
+        self._save_run(
+            state,
+            now,
+            status=RunStatus.RUNNING,
+            before_state_hash=before_state_hash,
+            current_step_id=state.workflow.steps[0].id,
+        )
+        self.batch.events.append(evidence.started_event(run, state.workflow))
+
+    def record_finish(
+        self, state: RunState, finish: Finish, after_state_hash: str | None = None
+    ) -> None:
+        """Record the end of a run whose last outcome was recorded without it: its scope's
+        state was read by a call (platforms outside the database: ``after_state_hash``),
+        or the runner stopped in between (read here)."""
+        if after_state_hash is None:
+            self._ending.append((state, finish, timezone.now(), {}))
+        else:
+            self._finish(state, finish, timezone.now(), after_state_hash)
 
     def release(self, state: RunState, wake_at: datetime) -> None:
         """Hand the run back until ``wake_at``, when any runner may take it."""
@@ -211,17 +264,15 @@ class Recorder:
         self, state: RunState, action: Action, error: PlatformError, now: datetime
     ) -> bool:
         run = state.run
-        self._outbox.append(evidence.step_failed_event(run, action, error))
+        self.batch.events.append(evidence.step_failed_event(run, action, error))
         applied = any(
             r.kind == saga.FORWARD and r.status == StepExecution.Status.SUCCEEDED
             for r in state.records.values()
         )
         if not applied:
-            run.failed_step_id = action.name
-            self._finish(
+            return self._end(
                 state, Finish(RunStatus.FAILED, action.name), now, failed_step_id=action.name
             )
-            return True
         self._save_run(
             state,
             now,
@@ -233,21 +284,54 @@ class Recorder:
             rollback_lock_holder=self.worker_id,
             rollback_lock_expires_at=now + rollback_lock_seconds(),
         )
-        self._outbox.append(evidence.rollback_started_event(run, action))
+        self.batch.events.append(evidence.rollback_started_event(run, action))
         return False
 
     def _continue_or_finish(self, state: RunState, now: datetime, **fields: Any) -> bool:
-        """Finish the run in this transaction when nothing is left, else save its progress."""
+        """End the run when nothing is left, else save its progress."""
         move = state.next_move(now)
         if isinstance(move, Finish):
-            self._finish(state, move, now)
-            return True
+            return self._end(state, move, now, progress=fields)
         self._save_run(state, now, **fields)
         return False
 
-    def _finish(self, state: RunState, finish: Finish, now: datetime, **fields: Any) -> None:
+    def _end(
+        self,
+        state: RunState,
+        finish: Finish,
+        now: datetime,
+        *,
+        progress: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Finish the run in this transaction when its scope's state can be read here (its
+        platforms live in the database); else save its progress and leave ``finishing``
+        set, for the runner to read the state and call ``record_finish``. Return True when
+        the run finished (and was handed back). ``progress`` is saved only in the latter
+        case; ``fields`` in both."""
+        if not state.reads_state_in_database:
+            self._save_run(state, now, **(progress or {}), **fields)
+            state.finishing = finish
+            return False
+        self._ending.append((state, finish, now, fields))
+        return True
+
+    def _finish_ending(self) -> None:
+        """Finish the runs that ended in this group, reading their scopes' state (in the
+        database) with one query per org and platform."""
+        by_org: dict[str, list[tuple[RunState, Finish, datetime, dict[str, Any]]]] = {}
+        for ending in self._ending:
+            by_org.setdefault(ending[0].run.org_id, []).append(ending)
+        for org_id, endings in by_org.items():
+            found = snapshot_scopes(org_id=org_id, scopes=[e[0].run.scope for e in endings])
+            for (state, finish, now, fields), snapshot in zip(endings, found, strict=True):
+                self._finish(state, finish, now, state_hash(snapshot), **fields)
+
+    def _finish(
+        self, state: RunState, finish: Finish, now: datetime, after: str, **fields: Any
+    ) -> None:
         run = state.run
-        after = state_hash(snapshot_scope(org_id=run.org_id, scope=run.scope))
+        state.finishing = None
         self._save_run(
             state,
             now,
@@ -262,8 +346,8 @@ class Recorder:
             rollback_lock_expires_at=None,
             **fields,
         )
-        ScopeLock.objects.filter(run=run).delete()
-        self._outbox.append(
+        self.batch.released_scopes.append(run.run_id)
+        self.batch.events.append(
             evidence.finished_event(
                 run, finish.status, after_state_hash=after, records=state.records
             )
@@ -273,26 +357,22 @@ class Recorder:
     # ---- rows ----------------------------------------------------------------------------
 
     def _save_run(self, state: RunState, now: datetime, **fields: Any) -> None:
-        """Update the run only while this runner holds its lease (and, while compensating,
-        its rollback lock)."""
+        """Update the run (``recording`` checked that this runner holds it)."""
         run = state.run
         fields.setdefault("lease_expires_at", now + lease_seconds())
         fields["updated_at"] = now
-        guard = Q(pk=run.pk, leased_by=self.worker_id)
-        if run.status == RunStatus.COMPENSATING:
-            guard &= Q(rollback_lock_holder=self.worker_id)
+        if run.status == RunStatus.COMPENSATING or fields.get("status") == RunStatus.COMPENSATING:
             fields.setdefault("rollback_lock_expires_at", now + rollback_lock_seconds())
-        if not WorkflowRun.objects.filter(guard).update(**fields):
-            raise LeaseLost(f"Runner {self.worker_id} lost the lease of {run.run_id}.")
         for name, value in fields.items():
             setattr(run, name, value)
+        self.batch.update_run(run, fields)
 
     def _save_execution(
         self, state: RunState, action: Action, key: str, started_at: datetime, **fields: Any
     ) -> None:
         execution = state.records.get((action.step_id, action.kind))
         if execution is None:
-            execution = StepExecution.objects.create(
+            execution = StepExecution(
                 run=state.run,
                 org_id=state.run.org_id,
                 step_id=action.step_id,
@@ -305,10 +385,11 @@ class Recorder:
                 **fields,
             )
             state.records[(action.step_id, action.kind)] = execution
+            self.batch.new_executions.append(execution)
             return
         for name, value in fields.items():
             setattr(execution, name, value)
-        execution.save(update_fields=list(fields))
+        self.batch.update_execution(execution, list(fields))
 
     def _append_mutation(
         self,
@@ -323,24 +404,8 @@ class Recorder:
         mutation = evidence.mutation_for(
             run, action, attempt, result=result, error_message=error_message, receipt=receipt
         )
-        self._unlinked.append(mutation)  # chained and inserted last, see _recording
+        self.batch.mutations.append(mutation)  # chained and inserted last, see Batch.flush
         return mutation
-
-    @contextmanager
-    def _recording(self) -> Iterator[None]:
-        """One transaction for an outcome. Its mutation joins the org's hash chain as the
-        last write, so the chain's lock is held only for the insert and the commit; the
-        foreign keys that point at it are checked at commit."""
-        try:
-            with transaction.atomic():
-                yield
-                if self._unlinked:
-                    chain.link(*self._unlinked)
-                    Mutation.objects.bulk_create(self._unlinked)
-                RuntimeEvent.objects.bulk_create(self._outbox)
-        finally:
-            self._outbox.clear()
-            self._unlinked.clear()
 
 
 def _errors_with(

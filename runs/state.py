@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
+from mutations.hashing import reads_in_database
 from runs import saga
 from runs.models import RunStatus, StepExecution, WorkflowRun
 from runs.saga import Action, Finish, Wait
@@ -23,6 +25,13 @@ class RunState:
     run: WorkflowRun
     workflow: Workflow
     records: dict[tuple[str, str], StepExecution] = field(default_factory=dict)
+    finishing: Finish | None = None  # ended, waiting for its scope's state to be read
+
+    @cached_property
+    def reads_state_in_database(self) -> bool:
+        """True when every platform of the run's scope lives in the database, so its state
+        is read inside Backstop's own transactions rather than by a call."""
+        return reads_in_database(self.run.scope)
 
     def next_move(self, now: datetime) -> Action | Wait | Finish:
         return saga.next_move(

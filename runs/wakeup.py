@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import psycopg
 from django.db import connection
@@ -26,9 +27,9 @@ def notify_runners() -> None:
 
 
 class Listener(threading.Thread):
-    """Set ``wake`` whenever a notification arrives; reconnect when the connection drops."""
+    """Call ``wake`` whenever a notification arrives; reconnect when the connection drops."""
 
-    def __init__(self, settings_dict: dict[str, object], wake: threading.Event) -> None:
+    def __init__(self, settings_dict: dict[str, object], wake: Callable[[], None]) -> None:
         super().__init__(name="backstop-listener", daemon=True)
         self.params = {
             "dbname": settings_dict["NAME"],
@@ -46,10 +47,10 @@ class Listener(threading.Thread):
             try:
                 with psycopg.connect(**params, autocommit=True) as conn:  # type: ignore[arg-type]
                     conn.execute(f"LISTEN {CHANNEL}")
-                    self.wake.set()  # anything sent while we were away
+                    self.wake()  # anything sent while we were away
                     while not self.stopped.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self.wake.set()
+                            self.wake()
             except psycopg.Error as error:
                 logger.warning("listener lost its connection (%s); polling until it is back", error)
                 self.stopped.wait(RECONNECT_SECONDS)

@@ -131,6 +131,7 @@ def run_bench(
     wake_samples: int,
     raw_seconds: float,
     platform_latency_ms: float | None,
+    in_flight: int | None = None,
 ) -> tuple[str, list[BenchResult]]:
     """Measure one row per runner count on the sandbox platforms, or on reference HTTP
     platforms when a latency is given; return the platforms' description and the rows."""
@@ -139,9 +140,15 @@ def run_bench(
     )
     try:
         bench = Bench(
-            decisions=decisions, wake_samples=wake_samples, raw_seconds=raw_seconds, mix=mix
+            decisions=decisions,
+            wake_samples=wake_samples,
+            raw_seconds=raw_seconds,
+            mix=mix,
+            in_flight=in_flight,
         )
-        return mix.label, [bench.measure(runners) for runners in runner_counts]
+        rows = [bench.measure(runners) for runners in runner_counts]
+        label = mix.label if in_flight is None else f"{mix.label}, runners --in-flight {in_flight}"
+        return label, rows
     finally:
         mix.close()
 
@@ -159,7 +166,16 @@ class Tenant:
 class Bench:
     """Measure rows of one mix: each row submits it afresh and drains it."""
 
-    def __init__(self, *, decisions: int, wake_samples: int, raw_seconds: float, mix: Mix):
+    def __init__(
+        self,
+        *,
+        decisions: int,
+        wake_samples: int,
+        raw_seconds: float,
+        mix: Mix,
+        in_flight: int | None = None,
+    ):
+        self.in_flight = in_flight  # the runners' --in-flight; None: their default
         self.decisions = decisions
         self.wake_samples = wake_samples
         self.raw_seconds = raw_seconds
@@ -329,6 +345,8 @@ class Bench:
             **self.mix.runner_env,
             **env,
         }
+        if self.in_flight is not None:
+            args = (*args, "--in-flight", str(self.in_flight))
         return subprocess.Popen(
             [sys.executable, "manage.py", "runworkflows", *args],
             cwd=ROOT,

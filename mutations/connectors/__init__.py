@@ -36,6 +36,12 @@ def get_connector(platform: str) -> Connector:
         ) from None
 
 
+def in_database(platform: str) -> bool:
+    """True when the platform keeps its state in Backstop's database (the built-in
+    sandbox): its calls and reads run on the caller's own connection, not in flight."""
+    return bool(getattr(get_connector(platform), "in_database", False))
+
+
 def known_platforms() -> list[str]:
     return sorted(_CONNECTORS)
 

@@ -89,6 +89,9 @@ class Connector(Protocol):
     platform: str
     api_name: str
     sandbox: bool  # simulated: drills may only ever touch sandbox connectors
+    # Its platform's state lives in Backstop's database (the built-in sandbox): runners
+    # read it inside their own transactions. Others are read by a call in flight.
+    in_database: bool
 
     def apply(
         self,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 
-from django.db.models import F, Q, Value
-from django.db.models.functions import Length, Substr
+from django.db import connection
+from django.db.models import F
 
 from mutations.connectors.base import (
     AmbiguousOutcome,
@@ -26,13 +26,10 @@ from mutations.models import SandboxFault
 
 def take_fault(org_id: str, platform: str, key: str, mutation_type: str) -> SandboxFault | None:
     """Return the first planned fault for this call, consuming one of its calls."""
-    candidates = SandboxFault.objects.filter(
-        Q(mutation_type="") | Q(mutation_type=mutation_type),
-        org_id=org_id,
-        platform=platform,
-        key_prefix=Substr(Value(key), 1, Length("key_prefix")),  # a prefix of the key
-    ).order_by("id")
-    for fault in candidates:
+    planned = _planned_ids(org_id, platform, key, mutation_type)
+    if not planned:  # the common case, asked in one plain statement
+        return None
+    for fault in SandboxFault.objects.filter(pk__in=planned).order_by("id"):
         if fault.remaining is None:
             return fault
         spent = SandboxFault.objects.filter(pk=fault.pk, remaining__gt=0).update(
@@ -41,6 +38,20 @@ def take_fault(org_id: str, platform: str, key: str, mutation_type: str) -> Sand
         if spent:
             return fault
     return None
+
+
+def _planned_ids(org_id: str, platform: str, key: str, mutation_type: str) -> list[int]:
+    """Return the ids of the faults planned for this call: its platform, its change (or
+    any), and a key prefix that ``key`` starts with."""
+    table = connection.ops.quote_name(SandboxFault._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {table} WHERE org_id = %s AND platform = %s "
+            "AND (mutation_type = '' OR mutation_type = %s) "
+            "AND substr(%s, 1, length(key_prefix)) = key_prefix",
+            [org_id, platform, mutation_type, key],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def fault_error(fault: SandboxFault, api: str, timeout: float) -> PlatformError | None:

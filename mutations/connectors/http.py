@@ -90,6 +90,8 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 class HttpConnector:
+    in_database = False
+
     def __init__(self, config: HttpPlatform, *, transport: httpx.BaseTransport | None = None):
         self.config = config
         self.platform = config.name

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -46,6 +46,7 @@ def utc_iso(moment: Any) -> str:
 
 class SandboxConnector:
     sandbox = True
+    in_database = True  # its state is read inside the runner's own transactions
 
     def __init__(self, platform: str, api_name: str) -> None:
         self.platform = platform
@@ -64,23 +65,17 @@ class SandboxConnector:
         error: PlatformError | None = None
         try:
             with transaction.atomic():
-                for previous in SandboxOperation.objects.filter(
-                    org_id=org_id, platform=self.platform, idempotency_key=idempotency_key
-                )[:1]:
+                if _applied_before(org_id, self.platform, idempotency_key):
+                    previous = SandboxOperation.objects.get(
+                        org_id=org_id, platform=self.platform, idempotency_key=idempotency_key
+                    )
                     return Applied(self._replay(previous, request))
                 fault = take_fault(org_id, self.platform, idempotency_key, change.mutation_type)
                 if fault is not None:
                     error = fault_error(fault, f"{self.api_name}_api", timeout)
                 if error is None or isinstance(error, AmbiguousOutcome):
                     result = self._apply(org_id, change)
-                    SandboxOperation.objects.create(
-                        org_id=org_id,
-                        platform=self.platform,
-                        idempotency_key=idempotency_key,
-                        request=request,
-                        result=result,
-                        applied_at=timezone.now(),
-                    )
+                    _remember(org_id, self.platform, idempotency_key, request, result)
         except IntegrityError:
             # Another caller applied the same key first: answer with its result.
             previous = SandboxOperation.objects.get(
@@ -146,21 +141,19 @@ class SandboxConnector:
         )
 
     def _apply(self, org_id: str, change: Change) -> dict[str, Any]:
-        campaigns = self._campaigns(org_id, change.target)
         now = timezone.now()
         if change.mutation_type == "update_budget":
             delta = int(change.payload["daily_budget_delta_micros"])
-            changed = campaigns.filter(daily_budget_micros__gte=-delta).update(
-                daily_budget_micros=F("daily_budget_micros") + delta, updated_at=now
-            )
+            changes = {"daily_budget_micros": delta}  # an increment, never below zero
         elif change.mutation_type in ("set_status", "delete_campaign"):
-            changed = campaigns.update(status=change.payload["status"], updated_at=now)
+            changes = {"status": change.payload["status"]}
         else:
             raise FatalError(
                 f"{self.api_name}_api: unsupported_operation (code 400): {change.mutation_type}"
             )
+        changed = _update_campaigns(org_id, self.platform, change.target, changes, now)
         if changed != 1:  # raising rolls the transaction back, whatever was updated
-            raise self._not_applied(campaigns.count(), change)
+            raise self._not_applied(self._campaigns(org_id, change.target).count(), change)
         return {"applied_at": utc_iso(now)}
 
     def _not_applied(self, matching: int, change: Change) -> FatalError:
@@ -175,6 +168,80 @@ class SandboxConnector:
             f"{api}: invalid_budget (code 400): the daily budget of the campaign matching "
             f"{change.target} would fall below zero"
         )
+
+
+# ---- the hot path in plain SQL: one statement each, no query building ---------------------
+
+
+def _value(model: type[models.Model], name: str, value: Any) -> Any:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field)
+    return field.get_db_prep_save(value, connection)
+
+
+def _table(model: type[models.Model]) -> str:
+    return str(connection.ops.quote_name(model._meta.db_table))
+
+
+def _applied_before(org_id: str, platform: str, key: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {_table(SandboxOperation)} "
+            "WHERE org_id = %s AND platform = %s AND idempotency_key = %s",
+            [org_id, platform, key],
+        )
+        return cursor.fetchone() is not None
+
+
+def _remember(
+    org_id: str, platform: str, key: str, request: dict[str, Any], result: dict[str, Any]
+) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_table(SandboxOperation)} "
+            "(org_id, platform, idempotency_key, request, result, applied_at, replays) "
+            "VALUES (%s, %s, %s, %s, %s, %s, 0)",
+            [
+                org_id,
+                platform,
+                key,
+                _value(SandboxOperation, "request", request),
+                _value(SandboxOperation, "result", result),
+                _value(SandboxOperation, "applied_at", timezone.now()),
+            ],
+        )
+
+
+def _update_campaigns(
+    org_id: str,
+    platform: str,
+    target: dict[str, Any],
+    changes: dict[str, Any],
+    now: Any,
+) -> int:
+    """Apply ``changes`` (a budget delta, or a status) to the campaigns matching
+    ``target``; return how many changed."""
+    where = ["org_id = %s", "platform = %s"]
+    params: list[Any] = [org_id, platform]
+    for name in TARGET_FIELDS:
+        if name in target:
+            where.append(f"{name} = %s")
+            params.append(target[name])
+    if "daily_budget_micros" in changes:
+        delta = changes["daily_budget_micros"]
+        setting = "daily_budget_micros = daily_budget_micros + %s"
+        where.append("daily_budget_micros >= %s")
+        values: list[Any] = [delta]
+        params.append(-delta)
+    else:
+        setting, values = "status = %s", [changes["status"]]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_table(SandboxCampaign)} SET {setting}, updated_at = %s "
+            f"WHERE {' AND '.join(where)}",
+            [*values, _value(SandboxCampaign, "updated_at", now), *params],
+        )
+        return int(cursor.rowcount)
 
 
 def open_campaigns(

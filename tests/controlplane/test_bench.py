@@ -111,9 +111,10 @@ def test_one_row_per_runner_count_on_the_sandbox_platforms() -> None:
 def test_the_same_mix_on_reference_http_platforms_with_latency() -> None:
     before = (set(registry.registered()), set(known_platforms()))
 
-    output = bench("--runners", "1", "--platform-latency-ms", "5")
+    output = bench("--runners", "1", "--platform-latency-ms", "5", "--in-flight", "4")
 
     assert "on HTTP reference platforms answering after 5 ms" in output.splitlines()[0]
+    assert output.splitlines()[0].endswith("runners --in-flight 4")
     [[row], [step_row]] = tables(output)
     assert_sane(row, step_row, 1)
     assert figure(step_row["HTTP calls"]) >= 1  # each forward step calls its platform

@@ -162,6 +162,7 @@ class LiveConnector:
     platform = "live_ads"
     api_name = "live_ads"
     sandbox = False
+    in_database = False
 
     def apply(self, **kwargs: Any) -> Applied:
         raise AssertionError("a drill reached a live platform")

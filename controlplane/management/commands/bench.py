@@ -48,6 +48,12 @@ class Command(BaseCommand):
             help="How long to measure the bare step transaction (0 skips it).",
         )
         parser.add_argument(
+            "--in-flight",
+            type=int,
+            help="Each runner's --in-flight (platform calls at the same time); default: "
+            "the runners' own (BACKSTOP_RUNNER_IN_FLIGHT).",
+        )
+        parser.add_argument(
             "--platform-latency-ms",
             type=float,
             help="Run the mix on reference HTTP platform servers answering after this delay, "
@@ -64,6 +70,8 @@ class Command(BaseCommand):
         latency = options["platform_latency_ms"]
         if latency is not None and not 0 <= latency <= MAX_LATENCY_MS:
             raise CommandError(f"--platform-latency-ms: give 0 to {MAX_LATENCY_MS}")
+        if options["in_flight"] is not None and options["in_flight"] < 1:
+            raise CommandError("--in-flight must be at least 1")
         if options["decisions"] < 1 or options["wake_samples"] < 0 or options["raw_seconds"] < 0:
             raise CommandError(
                 "--decisions must be at least 1; --wake-samples and --raw-seconds 0 or more"
@@ -74,5 +82,6 @@ class Command(BaseCommand):
             wake_samples=options["wake_samples"],
             raw_seconds=options["raw_seconds"],
             platform_latency_ms=latency,
+            in_flight=options["in_flight"],
         )
         self.stdout.write(report(label, options["decisions"], rows))

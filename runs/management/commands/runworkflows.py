@@ -3,9 +3,19 @@ import signal
 from types import FrameType
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
 
 from runs.runner import RunnerConfigurationError, Worker
+
+
+def _in_flight(asked: int | None) -> int:
+    if asked is not None:
+        return asked
+    if connection.features.has_select_for_update_skip_locked:
+        return int(settings.BACKSTOP_RUNNER_IN_FLIGHT)
+    return 1
 
 
 class Command(BaseCommand):
@@ -26,10 +36,18 @@ class Command(BaseCommand):
             default=1,
             help="Worker threads in this process (PostgreSQL only above 1).",
         )
+        parser.add_argument(
+            "--in-flight",
+            type=int,
+            help="Platform calls each worker thread makes at the same time (PostgreSQL only "
+            "above 1; default BACKSTOP_RUNNER_IN_FLIGHT there, 1 elsewhere).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            worker = Worker(concurrency=options["concurrency"])
+            worker = Worker(
+                concurrency=options["concurrency"], in_flight=_in_flight(options["in_flight"])
+            )
         except RunnerConfigurationError as error:
             raise CommandError(str(error)) from None
 
