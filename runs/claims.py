@@ -26,7 +26,7 @@ from mutations.models import RuntimeEvent
 from runs import evidence
 from runs.batch import update_rows
 from runs.crashpoints import crash_point
-from runs.models import RunStatus, ScopeLock, StepExecution, WorkflowRun
+from runs.models import RUNNABLE_STATUSES, RunStatus, ScopeLock, StepExecution, WorkflowRun
 from runs.records import lease_seconds, rollback_lock_seconds
 from runs.state import RunState
 from runs.workflows import get_workflow
@@ -56,12 +56,7 @@ def claim_runs(worker_id: str, limit: int, *, holding: Collection[str] = ()) -> 
     """
     now = timezone.now()
     with transaction.atomic():
-        due = WorkflowRun.objects.claimable(now).order_by("next_wake_at")
-        if holding:
-            due = due.exclude(run_id__in=list(holding))
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True)
-        runs = list(due[:limit])
+        runs = _due_runs(now, limit, list(holding))
         if not runs:
             return []
         claim = Claim(worker_id, now)
@@ -85,6 +80,28 @@ def claim_runs(worker_id: str, limit: int, *, holding: Collection[str] = ()) -> 
     if claimed:
         crash_point("after_claim")
     return claimed
+
+
+def _due_runs(now: datetime, limit: int, holding: list[str]) -> list[WorkflowRun]:
+    """Return (and lock, skipping locked rows) up to ``limit`` claimable runs, the most
+    overdue first: runnable, due, and not leased (or the lease has run out)."""
+    quote = connection.ops.quote_name
+    moment = connection.ops.adapt_datetimefield_value(now)
+    statuses = sorted(RUNNABLE_STATUSES)
+    params: list[Any] = [*statuses, moment, moment]
+    sql = (
+        f"SELECT * FROM {quote(WorkflowRun._meta.db_table)} "
+        f"WHERE status IN ({', '.join(['%s'] * len(statuses))}) "
+        "AND (leased_by = '' OR lease_expires_at < %s) AND next_wake_at <= %s"
+    )
+    if holding:
+        sql += f" AND run_id NOT IN ({', '.join(['%s'] * len(holding))})"
+        params += holding
+    sql += " ORDER BY next_wake_at LIMIT %s"
+    params.append(limit)
+    if connection.features.has_select_for_update_skip_locked:
+        sql += " FOR UPDATE SKIP LOCKED"
+    return list(WorkflowRun.objects.raw(sql, params))
 
 
 class Claim:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import ClassVar
 
 from django.conf import settings
@@ -48,12 +47,6 @@ RUNNABLE_STATUSES = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.C
 class WorkflowRunQuerySet(models.QuerySet["WorkflowRun"]):
     def runnable(self) -> WorkflowRunQuerySet:
         return self.filter(status__in=RUNNABLE_STATUSES)
-
-    def claimable(self, now: datetime) -> WorkflowRunQuerySet:
-        """Return runs that are due and whose lease, if any, has expired."""
-        return self.runnable().filter(
-            Q(leased_by="") | Q(lease_expires_at__lt=now), next_wake_at__lte=now
-        )
 
 
 class WorkflowRun(models.Model):

@@ -36,10 +36,12 @@ platforms:
     kind: http
     base_url: http://127.0.0.1:{source_port}
     timeout_seconds: {timeout}
+    max_in_flight: 32  # the reference server takes that many calls at once
   ads_target:
     kind: http
     base_url: http://127.0.0.1:{target_port}
     timeout_seconds: {timeout}
+    max_in_flight: 32
 """
 
 WORKFLOW_FILE = """\

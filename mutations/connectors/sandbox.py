@@ -92,14 +92,7 @@ class SandboxConnector:
     def snapshot_many(
         self, *, org_id: str, targets: list[dict[str, Any]]
     ) -> list[list[dict[str, Any]]]:
-        wanted = Q()
-        for target in targets:
-            wanted |= _matching(target)
-        rows = list(
-            SandboxCampaign.objects.filter(wanted, org_id=org_id, platform=self.platform)
-            .order_by("campaign_id")
-            .values(*SNAPSHOT_FIELDS)
-        )
+        rows = _campaigns_matching(org_id, self.platform, targets)
         return [[row for row in rows if _matches(row, target)] for target in targets]
 
     def seed(self, *, org_id: str, objects: list[dict[str, Any]]) -> None:
@@ -210,6 +203,25 @@ def _remember(
                 _value(SandboxOperation, "applied_at", timezone.now()),
             ],
         )
+
+
+def _campaigns_matching(
+    org_id: str, platform: str, targets: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Return the snapshot fields of the campaigns any of ``targets`` names, by id."""
+    wanted, params = [], [org_id, platform]
+    for target in targets:
+        named = [name for name in TARGET_FIELDS if name in target]
+        wanted.append(" AND ".join(f"{name} = %s" for name in named) or "TRUE")
+        params += [target[name] for name in named]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(SNAPSHOT_FIELDS)} FROM {_table(SandboxCampaign)} "
+            f"WHERE org_id = %s AND platform = %s AND (({') OR ('.join(wanted)})) "
+            "ORDER BY campaign_id",
+            params,
+        )
+        return [dict(zip(SNAPSHOT_FIELDS, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _update_campaigns(
