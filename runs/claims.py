@@ -26,8 +26,8 @@ from mutations.models import RuntimeEvent
 from runs import evidence
 from runs.batch import update_rows
 from runs.crashpoints import crash_point
+from runs.leases import lease_seconds, rollback_lock_seconds
 from runs.models import RUNNABLE_STATUSES, RunStatus, ScopeLock, StepExecution, WorkflowRun
-from runs.records import lease_seconds, rollback_lock_seconds
 from runs.state import RunState
 from runs.workflows import get_workflow
 

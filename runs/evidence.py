@@ -13,7 +13,7 @@ from mutations.services import Surface
 from runs.events import EventFields, event_for_run
 from runs.models import RunStatus, StepExecution, WorkflowRun
 from runs.saga import ROLLBACK_MODE, Action
-from runs.state import Attempt
+from runs.state import Attempt, RunState
 from runs.workflows import Workflow
 
 DOWNSTREAM_FAILURE = "downstream_step_failure"
@@ -232,3 +232,20 @@ def _finish_summary(
         return f"Workflow failed at {run.failed_step_id}{cause}; nothing to undo"
     left = [r.name for r in compensations if r.status != StepExecution.Status.SUCCEEDED]
     return f"Compensation incomplete after step failure{cause}: {', '.join(left)} left for a person"
+
+
+def errors_with(
+    state: RunState, action: Action, attempt: Attempt, error: PlatformError, now: datetime
+) -> list[dict[str, Any]]:
+    """Return the step's error history with this attempt's error added."""
+    execution = state.records.get((action.step_id, action.kind))
+    return [
+        *(execution.errors if execution else []),
+        {
+            "attempt": attempt.number,
+            "kind": error.kind,
+            "message": error.message,
+            "at": now.isoformat(),
+            **error.receipt,
+        },
+    ]

@@ -3,9 +3,10 @@ calls made side by side by a pool of call threads, their outcomes recorded a gro
 time.
 
 The loop: claim due runs while there is room; decide each run's next move
-(``runs.saga``) and hand its call to the pool; gather the outcomes that are back and
-record them all in one fenced transaction (``runs.records``); go on with the runs that
-continue. Each run still moves one step at a time (its next call starts only after its
+(``runs.saga``) and make its call: in the pool for a platform outside the database, at
+once on the loop's own connection for one in it (the sandbox); gather the outcomes that
+are back and record them all in one fenced transaction (``runs.records``); go on with the
+runs that continue. Each run still moves one step at a time (its next call starts only after its
 last outcome is committed), so everything that held for one run at a time holds here:
 stable keys, the record committed before the next call, nothing written by a runner that
 lost the lease. With ``in_flight=1`` calls are made in the loop's own thread, one after
@@ -15,12 +16,10 @@ another (SQLite, and tests that share the loop's transaction), still recorded by
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -28,7 +27,6 @@ from django.db import (
     DatabaseError,
     close_old_connections,
     connection,
-    connections,
     transaction,
 )
 from django.db.models import Min
@@ -37,6 +35,7 @@ from django.utils import timezone
 from mutations.connectors import PlatformError, in_database
 from mutations.hashing import snapshot_scopes, state_hash
 from runs import engine
+from runs.callpool import CallPool, Outcome, Outcomes
 from runs.claims import SNAPSHOT_RETRY, claim_runs
 from runs.crashpoints import crash_point
 from runs.models import RunStatus, StepExecution, WorkflowRun
@@ -51,61 +50,6 @@ logger = logging.getLogger("runs.runner")
 ERROR_BACKOFF = timedelta(seconds=5)
 CLAIM_BACKOFF = 0.1  # seconds
 GROUP_WINDOW = 0.002  # seconds an outcome may wait for others to share its commit
-
-
-def _nothing() -> None:
-    pass
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One run's outcome, ready to be recorded: ``record`` writes it inside a group's
-    recording and returns True when the run was handed back; ``committed`` runs after the
-    group's commit."""
-
-    record: Callable[[Recorder], bool]
-    committed: Callable[[], None] = field(default=_nothing)
-
-
-Outcomes = list[tuple[RunState, Outcome]]  # what a task in the pool gives back
-
-
-class CallPool:
-    """``size`` threads that make calls; each closes its database connections on exit."""
-
-    def __init__(self, size: int, name: str) -> None:
-        self._tasks: queue.SimpleQueue[tuple[Future[Outcomes], Callable[[], Outcomes]] | None]
-        self._tasks = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}-call-{n}", daemon=True)
-            for n in range(1, size + 1)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, task: Callable[[], Outcomes]) -> Future[Outcomes]:
-        future: Future[Outcomes] = Future()
-        self._tasks.put((future, task))
-        return future
-
-    def close(self) -> None:
-        for _ in self._threads:
-            self._tasks.put(None)
-        for thread in self._threads:
-            thread.join()
-
-    def _work(self) -> None:
-        try:
-            while (item := self._tasks.get()) is not None:
-                future, task = item
-                if not future.set_running_or_notify_cancel():
-                    continue
-                try:
-                    future.set_result(task())
-                except BaseException as exc:
-                    future.set_exception(exc)
-        finally:
-            connections.close_all()
 
 
 class Pipeline:

@@ -14,10 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -26,20 +25,13 @@ from mutations.hashing import snapshot_scopes, state_hash
 from mutations.models import Mutation
 from runs import evidence, saga
 from runs.batch import Batch
+from runs.leases import lease_seconds, rollback_lock_seconds
 from runs.models import RunStatus, StepExecution, WorkflowRun
 from runs.saga import Action, Finish
 from runs.state import Attempt, RunState
 
 # The engine's outcomes, logged under the engine's name where they are written.
 logger = logging.getLogger("runs.engine")
-
-
-def lease_seconds() -> timedelta:
-    return timedelta(seconds=settings.BACKSTOP_LEASE_SECONDS)
-
-
-def rollback_lock_seconds() -> timedelta:
-    return timedelta(seconds=settings.BACKSTOP_ROLLBACK_LOCK_SECONDS)
 
 
 class Recorder:
@@ -148,7 +140,7 @@ class Recorder:
             attempt.started_at,
             attempts=attempt.number,
             last_error=error.message,
-            errors=_errors_with(state, action, attempt, error, now),
+            errors=evidence.errors_with(state, action, attempt, error, now),
             next_attempt_at=wake_at,
         )
         self.batch.events.append(
@@ -190,7 +182,7 @@ class Recorder:
             status=StepExecution.Status.FAILED,
             attempts=attempt.number,
             last_error=error.message,
-            errors=_errors_with(state, action, attempt, error, now),
+            errors=evidence.errors_with(state, action, attempt, error, now),
             mutation=mutation,
             next_attempt_at=None,
             finished_at=now,
@@ -406,23 +398,6 @@ class Recorder:
         )
         self.batch.mutations.append(mutation)  # chained and inserted last, see Batch.flush
         return mutation
-
-
-def _errors_with(
-    state: RunState, action: Action, attempt: Attempt, error: PlatformError, now: datetime
-) -> list[dict[str, Any]]:
-    """Return the step's error history with this attempt's error added."""
-    execution = state.records.get((action.step_id, action.kind))
-    return [
-        *(execution.errors if execution else []),
-        {
-            "attempt": attempt.number,
-            "kind": error.kind,
-            "message": error.message,
-            "at": now.isoformat(),
-            **error.receipt,
-        },
-    ]
 
 
 def _log_outcome(

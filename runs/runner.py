@@ -14,9 +14,9 @@ from django.utils import timezone
 from ulid import ULID
 
 from runs import instrumentation
+from runs.leases import lease_seconds
 from runs.models import WorkflowRun
 from runs.pipeline import Pipeline
-from runs.records import lease_seconds
 from runs.wakeup import Listener
 
 logger = logging.getLogger("runs.runner")
