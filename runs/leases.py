@@ -3,6 +3,8 @@
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
+from django.utils import timezone
 
 
 def lease_seconds() -> timedelta:
@@ -11,3 +13,25 @@ def lease_seconds() -> timedelta:
 
 def rollback_lock_seconds() -> timedelta:
     return timedelta(seconds=settings.BACKSTOP_ROLLBACK_LOCK_SECONDS)
+
+
+def renew_leases(worker_id: str) -> None:
+    """Extend the lease of every run held by ``worker_id`` (or one of its threads).
+
+    Rows another transaction has locked are skipped, not waited for: that is this
+    runner's own group commit, which renews them itself (or a claim of a run whose lease
+    has already run out). Waiting would let the two lock the same rows in different
+    orders, and deadlock.
+    """
+    from runs.models import WorkflowRun
+
+    table = connection.ops.quote_name(WorkflowRun._meta.db_table)
+    expires = connection.ops.adapt_datetimefield_value(timezone.now() + lease_seconds())
+    held = "left(leased_by, length(%s)) = %s"
+    if connection.features.has_select_for_update_skip_locked:
+        held = f"run_id IN (SELECT run_id FROM {table} WHERE {held} FOR UPDATE SKIP LOCKED)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET lease_expires_at = %s WHERE {held}",
+            [expires, worker_id, worker_id],
+        )

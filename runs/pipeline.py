@@ -70,6 +70,7 @@ class Pipeline:
         self.calls: dict[Future[Outcomes], list[RunState]] = {}
         self.ready: list[tuple[RunState, Outcome]] = []
         self.claim_at = 0.0  # monotonic: when a claim may find work again
+        self.unreleased: list[tuple[list[RunState], datetime]] = []
         self.driven = 0
 
     def wake(self) -> None:
@@ -84,6 +85,7 @@ class Pipeline:
         try:
             while not (self.stopping.is_set() and not self.calls and not self.ready):
                 housekeeping.run_due()
+                self._retry_releases()
                 may_claim = not self.stopping.is_set() and (first or not once)
                 self._gather()
                 if self.ready:
@@ -97,6 +99,7 @@ class Pipeline:
                         break
         finally:
             self._hand_back(list(self.active.values()), timezone.now())
+            self._retry_releases()
             if self.pool is not None:
                 self.pool.close()
         return self.driven
@@ -273,13 +276,24 @@ class Pipeline:
             self._release(states, wake_at)
 
     def _release(self, states: list[RunState], wake_at: datetime) -> None:
+        """Hand runs back (this runner stops driving them); when that fails too, try
+        again on the next turn of the loop (the heartbeat renews their leases meanwhile)."""
         for state in states:
             self.active.pop(state.run.run_id, None)
-        with transaction.atomic():
-            WorkflowRun.objects.filter(
-                run_id__in=[s.run.run_id for s in states], leased_by=self.worker_id
-            ).update(leased_by="", lease_expires_at=None, next_wake_at=wake_at)
-            notify_runners()
+        try:
+            with transaction.atomic():
+                WorkflowRun.objects.filter(
+                    run_id__in=sorted(s.run.run_id for s in states), leased_by=self.worker_id
+                ).update(leased_by="", lease_expires_at=None, next_wake_at=wake_at)
+                notify_runners()
+        except DatabaseError as error:
+            logger.warning("runs not handed back yet (%s); trying again", error)
+            self.unreleased.append((states, wake_at))
+
+    def _retry_releases(self) -> None:
+        unreleased, self.unreleased = self.unreleased, []
+        for states, wake_at in unreleased:
+            self._release(states, wake_at)
 
     def _claim_by(self, moment: datetime) -> None:
         """Claim again by ``moment``, when a run handed back to wait is due."""

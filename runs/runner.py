@@ -10,12 +10,10 @@ import socket
 import threading
 
 from django.db import connection, connections
-from django.utils import timezone
 from ulid import ULID
 
 from runs import instrumentation
-from runs.leases import lease_seconds
-from runs.models import WorkflowRun
+from runs.leases import lease_seconds, renew_leases
 from runs.pipeline import Pipeline
 from runs.wakeup import Listener
 
@@ -119,8 +117,6 @@ class Worker:
         interval = lease_seconds().total_seconds() / 3
         try:
             while not self.stopping.wait(interval):
-                WorkflowRun.objects.filter(leased_by__startswith=self.worker_id).update(
-                    lease_expires_at=timezone.now() + lease_seconds()
-                )
+                renew_leases(self.worker_id)
         finally:
             connections.close_all()
