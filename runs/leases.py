@@ -27,7 +27,7 @@ def renew_leases(worker_id: str) -> None:
 
     table = connection.ops.quote_name(WorkflowRun._meta.db_table)
     expires = connection.ops.adapt_datetimefield_value(timezone.now() + lease_seconds())
-    held = "left(leased_by, length(%s)) = %s"
+    held = "substr(leased_by, 1, length(%s)) = %s"
     if connection.features.has_select_for_update_skip_locked:
         held = f"run_id IN (SELECT run_id FROM {table} WHERE {held} FOR UPDATE SKIP LOCKED)"
     with connection.cursor() as cursor:
