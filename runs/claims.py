@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
@@ -208,7 +209,11 @@ def _start(claim: Claim, states: list[RunState], now: datetime) -> list[RunState
             updated_at=now,
         )
         claim.events.append(evidence.started_event(run, workflow))
-        logger.info("run=%s trace=%s started %s", run.run_id, run.trace_id, workflow.id)
+        transaction.on_commit(
+            partial(
+                logger.info, "run=%s trace=%s started %s", run.run_id, run.trace_id, workflow.id
+            )
+        )
     return [s for s in states if s.run.run_id not in snapshots]
 
 

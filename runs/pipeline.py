@@ -98,7 +98,8 @@ class Pipeline:
                     if not self._idle(until_idle):
                         break
         finally:
-            self._hand_back(list(self.active.values()), timezone.now())
+            if self.active:  # let another runner carry on at once with them
+                self._release(list(self.active.values()), timezone.now())
             self._retry_releases()
             if self.pool is not None:
                 self.pool.close()
@@ -269,11 +270,6 @@ class Pipeline:
             "runs=%s failed unexpectedly; retrying later", [s.run.run_id for s in states]
         )
         self._release(states, timezone.now() + ERROR_BACKOFF)
-
-    def _hand_back(self, states: list[RunState], wake_at: datetime) -> None:
-        """Let another runner carry on at once with runs this one will not drive."""
-        if states:
-            self._release(states, wake_at)
 
     def _release(self, states: list[RunState], wake_at: datetime) -> None:
         """Hand runs back (this runner stops driving them); when that fails too, try

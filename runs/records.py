@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -133,16 +134,7 @@ class Recorder:
         """Record a failed attempt that will be tried again at ``wake_at``, and hand the run
         back until then, so any runner may take it."""
         run = state.run
-        self._save_execution(
-            state,
-            action,
-            attempt.key,
-            attempt.started_at,
-            attempts=attempt.number,
-            last_error=error.message,
-            errors=evidence.errors_with(state, action, attempt, error, now),
-            next_attempt_at=wake_at,
-        )
+        self._save_error(state, action, attempt, error, now, next_attempt_at=wake_at)
         self.batch.events.append(
             evidence.retry_event(
                 run, action, error, attempt=attempt.number, now=now, wake_at=wake_at
@@ -174,15 +166,13 @@ class Recorder:
         mutation = self._append_mutation(
             run, action, attempt, error_message=error.message, receipt=error.receipt
         )
-        self._save_execution(
+        self._save_error(
             state,
             action,
-            attempt.key,
-            attempt.started_at,
+            attempt,
+            error,
+            now,
             status=StepExecution.Status.FAILED,
-            attempts=attempt.number,
-            last_error=error.message,
-            errors=evidence.errors_with(state, action, attempt, error, now),
             mutation=mutation,
             next_attempt_at=None,
             finished_at=now,
@@ -212,7 +202,7 @@ class Recorder:
         )
         self.batch.events.append(evidence.skipped_event(run, action))
         done = self._continue_or_finish(state, now, current_step_id=action.step_id)
-        logger.info(
+        _log_committed(
             "run=%s trace=%s step=%s kind=compensation outcome=skipped reason=%r",
             run.run_id,
             run.trace_id,
@@ -344,7 +334,9 @@ class Recorder:
                 run, finish.status, after_state_hash=after, records=state.records
             )
         )
-        logger.info("run=%s trace=%s finished status=%s", run.run_id, run.trace_id, finish.status)
+        _log_committed(
+            "run=%s trace=%s finished status=%s", run.run_id, run.trace_id, finish.status
+        )
 
     # ---- rows ----------------------------------------------------------------------------
 
@@ -383,6 +375,27 @@ class Recorder:
             setattr(execution, name, value)
         self.batch.update_execution(execution, list(fields))
 
+    def _save_error(
+        self,
+        state: RunState,
+        action: Action,
+        attempt: Attempt,
+        error: PlatformError,
+        now: datetime,
+        **fields: Any,
+    ) -> None:
+        """Save a failed attempt of the step: its count, its error, its error history."""
+        self._save_execution(
+            state,
+            action,
+            attempt.key,
+            attempt.started_at,
+            attempts=attempt.number,
+            last_error=error.message,
+            errors=evidence.errors_with(state, action, attempt, error, now),
+            **fields,
+        )
+
     def _append_mutation(
         self,
         run: WorkflowRun,
@@ -400,10 +413,15 @@ class Recorder:
         return mutation
 
 
+def _log_committed(message: str, *args: object) -> None:
+    """Log once the outcome is committed: a group that fails writes nothing, says nothing."""
+    transaction.on_commit(partial(logger.info, message, *args))
+
+
 def _log_outcome(
     run: WorkflowRun, action: Action, attempt: Attempt, outcome: str, detail: str
 ) -> None:
-    logger.info(
+    _log_committed(
         "run=%s trace=%s step=%s kind=%s attempt=%d outcome=%s %s",
         run.run_id,
         run.trace_id,

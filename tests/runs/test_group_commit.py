@@ -95,14 +95,21 @@ def test_a_run_whose_lease_was_lost_is_left_out_of_the_group(
     assert WorkflowRun.objects.get(pk=lost.pk).leased_by == "runner-b"
 
 
-def test_a_group_that_fails_writes_nothing(agent: ServiceAccount, markets: Any) -> None:
+def test_a_group_that_fails_writes_nothing(
+    agent: ServiceAccount, markets: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     states = claimed_runs(agent, 2)
     calls = first_calls(states)
     recorder = Recorder(worker_id=WORKER)
 
-    with pytest.raises(RuntimeError), recorder.recording(states):
+    with (
+        caplog.at_level("INFO", logger="runs.engine"),
+        pytest.raises(RuntimeError),
+        recorder.recording(states),
+    ):
         engine.record(recorder, *calls[0])
         raise RuntimeError("the database went away mid-group")
+    assert "outcome=applied" not in caplog.text  # nor says it did
     WorkflowRun.objects.update(leased_by="", lease_expires_at=None)  # as the runner does
 
     assert not Mutation.objects.filter(org=agent.org).exists()
