@@ -17,3 +17,37 @@ document.addEventListener("click", async (event) => {
   }
   setTimeout(() => { button.textContent = button.dataset.label || "Copy"; }, 2000);
 });
+
+// The menu button folds the navigation on small screens.
+document.addEventListener("click", (event) => {
+  const toggle = event.target.closest(".menu-toggle");
+  if (!toggle) return;
+  const menu = document.getElementById(toggle.getAttribute("aria-controls"));
+  const open = toggle.getAttribute("aria-expanded") !== "true";
+  toggle.setAttribute("aria-expanded", String(open));
+  menu.classList.toggle("open", open);
+});
+
+// The theme toggle switches between light and dark and remembers the choice.
+function effectiveTheme() {
+  const chosen = document.documentElement.dataset.theme;
+  if (chosen) return chosen;
+  return window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+}
+
+function showTheme(button) {
+  button.setAttribute("aria-pressed", String(effectiveTheme() === "dark"));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll(".theme-toggle").forEach(showTheme);
+});
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest(".theme-toggle");
+  if (!button) return;
+  const theme = effectiveTheme() === "dark" ? "light" : "dark";
+  document.documentElement.dataset.theme = theme;
+  try { localStorage.setItem("backstop-theme", theme); } catch { /* not remembered */ }
+  showTheme(button);
+});
