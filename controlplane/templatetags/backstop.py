@@ -1,7 +1,7 @@
 """Template filters shared by every page: times, durations, labels, JSON."""
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django import template
@@ -49,7 +49,7 @@ def when(value: datetime | None) -> SafeString | str:
     title gives the absolute time in UTC."""
     if not value:
         return ""
-    absolute = value.astimezone(timezone.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    absolute = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return format_html(
         '<time datetime="{}" title="{}">{}</time>',
         value.strftime(UTC_FORMAT),
@@ -67,7 +67,7 @@ def relative(moment: datetime, now: datetime) -> str:
     if seconds < 10:
         return "just now"
     if seconds >= WEEK:
-        return moment.astimezone(timezone.UTC).strftime("%Y-%m-%d")
+        return moment.astimezone(UTC).strftime("%Y-%m-%d")
     if seconds < MINUTE:
         text = f"{int(seconds)} s"
     elif seconds < HOUR:
