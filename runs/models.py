@@ -72,6 +72,9 @@ class WorkflowRun(models.Model):
     failed_step_id = models.CharField(max_length=100, null=True)
     before_state_hash = models.CharField(max_length=20, null=True)
     after_state_hash = models.CharField(max_length=20, null=True)
+    # The scope's state the hashes were taken of: what the state comparison shows.
+    before_state = models.JSONField(null=True)
+    after_state = models.JSONField(null=True)
     next_wake_at = models.DateTimeField()
     leased_by = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True)
@@ -94,6 +97,11 @@ class WorkflowRun(models.Model):
                 fields=["next_wake_at"],
                 condition=Q(status__in=["pending", "running", "compensating"]),
                 name="run_due",
+            ),
+            models.Index(
+                fields=["org", "created_at"],
+                condition=Q(status="awaiting_approval"),
+                name="run_awaiting_approval",
             ),
         ]
 
