@@ -185,9 +185,9 @@ def _take_scopes(claim: Claim, runs: list[WorkflowRun]) -> None:
 
 
 def _start(claim: Claim, states: list[RunState], now: datetime) -> list[RunState]:
-    """Take each run's before-state hash and mark it running, reading each platform once
-    for all of them. Return the runs whose platforms could not be read: they start on a
-    later claim."""
+    """Take each run's before-state (the snapshot and its hash) and mark it running,
+    reading each platform once for all of them. Return the runs whose platforms could not
+    be read: they start on a later claim."""
     snapshots: dict[str, dict[str, object]] = {}
     for org_id in {s.run.org_id for s in states}:
         group = [s.run for s in states if s.run.org_id == org_id]
@@ -201,10 +201,12 @@ def _start(claim: Claim, states: list[RunState], now: datetime) -> list[RunState
         run, workflow = state.run, state.workflow
         if run.run_id not in snapshots:
             continue
+        before = snapshots[run.run_id]
         claim.change(
             run,
             status=RunStatus.RUNNING,
-            before_state_hash=state_hash(snapshots[run.run_id]),
+            before_state=before,
+            before_state_hash=state_hash(before),
             current_step_id=workflow.steps[0].id,
             updated_at=now,
         )

@@ -33,14 +33,14 @@ from django.db.models import Min
 from django.utils import timezone
 
 from mutations.connectors import PlatformError, in_database
-from mutations.hashing import snapshot_scopes, state_hash
+from mutations.hashing import snapshot_scopes
 from runs import engine
 from runs.callpool import CallPool, Outcome, Outcomes
 from runs.claims import SNAPSHOT_RETRY, claim_runs
 from runs.crashpoints import crash_point
 from runs.models import RunStatus, StepExecution, WorkflowRun
 from runs.periodic import Periodic
-from runs.records import Recorder
+from runs.records import Recorder, Snapshot
 from runs.saga import Action, Finish, Wait
 from runs.state import RunState
 from runs.wakeup import notify_runners
@@ -340,17 +340,15 @@ def _read_scopes(states: list[RunState]) -> Outcomes:
             wake_at = timezone.now() + SNAPSHOT_RETRY
             outcomes += [(s, _released(s, wake_at)) for s in group]
             continue
-        outcomes += [
-            (s, _read(s, state_hash(snapshot))) for s, snapshot in zip(group, found, strict=True)
-        ]
+        outcomes += [(s, _read(s, snapshot)) for s, snapshot in zip(group, found, strict=True)]
     return outcomes
 
 
-def _read(state: RunState, digest: str) -> Outcome:
+def _read(state: RunState, snapshot: Snapshot) -> Outcome:
     finish = state.finishing
     if finish is None:  # claimed, not started
-        return Outcome(lambda recorder: _start(recorder, state, digest))
-    return Outcome(lambda recorder: _finish(recorder, state, finish, digest))
+        return Outcome(lambda recorder: _start(recorder, state, snapshot))
+    return Outcome(lambda recorder: _finish(recorder, state, finish, snapshot))
 
 
 def _released(state: RunState, wake_at: datetime) -> Outcome:
@@ -368,12 +366,12 @@ def _call(state: RunState, action: Action) -> Outcome:
     return Outcome(lambda recorder: engine.record(recorder, state, called), committed)
 
 
-def _start(recorder: Recorder, state: RunState, before_state_hash: str) -> bool:
-    recorder.record_start(state, before_state_hash)
+def _start(recorder: Recorder, state: RunState, before: Snapshot) -> bool:
+    recorder.record_start(state, before)
     return False
 
 
-def _finish(recorder: Recorder, state: RunState, finish: Finish, after: str | None) -> bool:
+def _finish(recorder: Recorder, state: RunState, finish: Finish, after: Snapshot | None) -> bool:
     recorder.record_finish(state, finish, after)
     return True
 

@@ -34,6 +34,10 @@ from runs.state import Attempt, RunState
 # The engine's outcomes, logged under the engine's name where they are written.
 logger = logging.getLogger("runs.engine")
 
+# The state of a run's scope, by platform (``mutations.hashing.snapshot_scopes``): kept on
+# the run beside its hash, so that pages show the values the hash proves.
+Snapshot = dict[str, Any]
+
 
 class Recorder:
     """Write the outcomes of one runner's platform calls, a group at a time, fenced by the
@@ -211,28 +215,28 @@ class Recorder:
         )
         return done
 
-    def record_start(self, state: RunState, before_state_hash: str) -> None:
-        """Record that a claimed run started, with the state of its scope before it."""
+    def record_start(self, state: RunState, before: Snapshot) -> None:
+        """Record that a claimed run started, with the state of its scope before it (the
+        snapshot and its hash)."""
         run, now = state.run, timezone.now()
         self._save_run(
             state,
             now,
             status=RunStatus.RUNNING,
-            before_state_hash=before_state_hash,
+            before_state=before,
+            before_state_hash=state_hash(before),
             current_step_id=state.workflow.steps[0].id,
         )
         self.batch.events.append(evidence.started_event(run, state.workflow))
 
-    def record_finish(
-        self, state: RunState, finish: Finish, after_state_hash: str | None = None
-    ) -> None:
+    def record_finish(self, state: RunState, finish: Finish, after: Snapshot | None = None) -> None:
         """Record the end of a run whose last outcome was recorded without it: its scope's
-        state was read by a call (platforms outside the database: ``after_state_hash``),
-        or the runner stopped in between (read here)."""
-        if after_state_hash is None:
+        state was read by a call (platforms outside the database: ``after``), or the
+        runner stopped in between (read here)."""
+        if after is None:
             self._ending.append((state, finish, timezone.now(), {}))
         else:
-            self._finish(state, finish, timezone.now(), after_state_hash)
+            self._finish(state, finish, timezone.now(), after)
 
     def release(self, state: RunState, wake_at: datetime) -> None:
         """Hand the run back until ``wake_at``, when any runner may take it."""
@@ -307,19 +311,23 @@ class Recorder:
         for org_id, endings in by_org.items():
             found = snapshot_scopes(org_id=org_id, scopes=[e[0].run.scope for e in endings])
             for (state, finish, now, fields), snapshot in zip(endings, found, strict=True):
-                self._finish(state, finish, now, state_hash(snapshot), **fields)
+                self._finish(state, finish, now, snapshot, **fields)
 
     def _finish(
-        self, state: RunState, finish: Finish, now: datetime, after: str, **fields: Any
+        self, state: RunState, finish: Finish, now: datetime, after: Snapshot, **fields: Any
     ) -> None:
+        """End the run with the state of its scope after it: the snapshot and its hash,
+        in the run's one update."""
         run = state.run
         state.finishing = None
+        after_hash = state_hash(after)
         self._save_run(
             state,
             now,
             status=finish.status,
             current_step_id=finish.current_step_id,
-            after_state_hash=after,
+            after_state=after,
+            after_state_hash=after_hash,
             finished_at=now,
             leased_by="",
             lease_expires_at=None,
@@ -331,7 +339,7 @@ class Recorder:
         self.batch.released_scopes.append(run.run_id)
         self.batch.events.append(
             evidence.finished_event(
-                run, finish.status, after_state_hash=after, records=state.records
+                run, finish.status, after_state_hash=after_hash, records=state.records
             )
         )
         _log_committed(
@@ -384,7 +392,10 @@ class Recorder:
         now: datetime,
         **fields: Any,
     ) -> None:
-        """Save a failed attempt of the step: its count, its error, its error history."""
+        """Save a failed attempt of the step: its count, its error, its error history
+        (with when the attempt started, so that the timeline draws it from start to end)."""
+        errors = evidence.errors_with(state, action, attempt, error, now)
+        errors[-1]["started_at"] = attempt.started_at.isoformat()
         self._save_execution(
             state,
             action,
@@ -392,7 +403,7 @@ class Recorder:
             attempt.started_at,
             attempts=attempt.number,
             last_error=error.message,
-            errors=evidence.errors_with(state, action, attempt, error, now),
+            errors=errors,
             **fields,
         )
 

@@ -49,6 +49,7 @@ def retry_rollback(
             rollback_requested_by=requested_by,
             rollback_started_at=now,
             current_step_id=retried[0],
+            after_state=None,
             after_state_hash=None,
             finished_at=None,
             next_wake_at=now,
