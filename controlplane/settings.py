@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "controlplane.pages.errors.BrandedMethodNotAllowed",
 ]
 
 ROOT_URLCONF = "controlplane.urls"

@@ -51,3 +51,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+handler403 = "controlplane.pages.errors.forbidden"
+handler404 = "controlplane.pages.errors.not_found"
+handler500 = "controlplane.pages.errors.server_error"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controlplane.access.exceptions import RoleRequired
 from controlplane.access.tokens import is_agent
 from controlplane.exceptions import NoOrganization
 from controlplane.models import Membership, Organization, Role, Workspace
@@ -45,22 +46,37 @@ def default_workspace(org: Organization) -> Workspace:
     return workspace
 
 
+# Who may do what, the least powerful role first (the one a refusal tells a person to ask for).
+SUBMITTERS = (Role.OPERATOR, Role.ADMIN, Role.AGENT)
+OPERATORS = (Role.OPERATOR, Role.ADMIN)
+APPROVERS = (Role.APPROVER, Role.ADMIN)
+ADMINS = (Role.ADMIN,)
+
+
 def can_submit(membership: Membership) -> bool:
-    return membership.role in (Role.OPERATOR, Role.ADMIN, Role.AGENT)
+    return membership.role in SUBMITTERS
 
 
 def can_approve(membership: Membership) -> bool:
-    return membership.role in (Role.APPROVER, Role.ADMIN)
+    return membership.role in APPROVERS
 
 
 def can_administer(membership: Membership) -> bool:
     """Admins manage policies, members and tokens."""
-    return membership.role == Role.ADMIN
+    return membership.role in ADMINS
 
 
 def can_operate(membership: Membership) -> bool:
     """Operators and admins run drills, cancel runs and retry rollbacks."""
-    return membership.role in (Role.OPERATOR, Role.ADMIN)
+    return membership.role in OPERATORS
+
+
+def require(membership: Membership, roles: tuple[Role, ...], *, to: str) -> Membership:
+    """Return the membership if its role is one of ``roles``; else raise RoleRequired,
+    which names the role needed, so the 403 page and the API can say whom to ask."""
+    if membership.role not in roles:
+        raise RoleRequired(to=to, roles=roles, role=membership.role)
+    return membership
 
 
 def actor_of(user: Any) -> str:

@@ -6,16 +6,17 @@ from typing import Any
 
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.access.tenancy import (
+    OPERATORS,
+    SUBMITTERS,
     actor_of,
-    can_operate,
-    can_submit,
     current_membership,
     current_org,
+    require,
     submission_workspace,
 )
 from controlplane.api import schema as schema
@@ -49,9 +50,7 @@ LIST_LIMIT = 100
 def decisions(request: Request) -> Response:
     """POST: submit a decision. GET: the newest decisions of your organization."""
     if request.method == "POST":
-        membership = current_membership(request)
-        if not can_submit(membership):
-            raise PermissionDenied("Only operators and admins may submit decisions.")
+        membership = require(current_membership(request), SUBMITTERS, to="submit decisions")
         serializer = DecisionInSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         document = {k: request.data[k] for k in serializer.validated_data}
@@ -134,8 +133,7 @@ def run_rollback(request: Request, run_id: str) -> Response:
     """Retry the failed compensations of a compensation_failed run."""
     membership = current_membership(request)
     run = queries.get_run(membership.org, run_id)
-    if not can_operate(membership):
-        raise PermissionDenied("Only operators and admins may retry a rollback.")
+    require(membership, OPERATORS, to="retry a rollback")
     run = retry_rollback(
         run_id=run.run_id,
         org_id=membership.org_id,

@@ -6,16 +6,16 @@ from typing import Any
 
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.access.tenancy import (
+    ADMINS,
+    OPERATORS,
     actor_of,
-    can_administer,
-    can_operate,
     current_membership,
     current_org,
+    require,
     submission_workspace,
 )
 from controlplane.api import shapes
@@ -60,8 +60,7 @@ def drills(request: Request) -> Response:
     if request.method == "GET":
         recent = Drill.objects.filter(org=membership.org).select_related("run")[:LIST_LIMIT]
         return Response(shapes.DrillList({"entries": recent}).data)
-    if not can_operate(membership):
-        raise PermissionDenied("Only operators and admins may start drills.")
+    require(membership, OPERATORS, to="start drills")
     body = DrillInSerializer(data=request.data)
     body.is_valid(raise_exception=True)
     drill = start_drill(
@@ -98,8 +97,7 @@ def policies(request: Request) -> Response:
     if request.method == "GET":
         versions = PolicyVersion.objects.filter(org=membership.org).order_by("-activated_at")
         return Response(shapes.PolicyList({"entries": versions[:LIST_LIMIT]}).data)
-    if not can_administer(membership):
-        raise PermissionDenied("Only admins may validate or activate policies.")
+    require(membership, ADMINS, to="validate or activate policies")
     body = PolicyInSerializer(data=request.data)
     body.is_valid(raise_exception=True)
     text = body.validated_data["text"]

@@ -24,7 +24,7 @@ ERRORS = {
     for code, text in (
         (400, "Invalid input; `fields` names each field and what is wrong."),
         (401, "Missing, unknown or revoked credentials."),
-        (403, "Your role may not do this."),
+        (403, "Your role may not do this; the message names the role needed."),
         (404, "No such object in your organization."),
         (405, "Method not allowed."),
         (406, "Only application/json is served."),

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from controlplane.access.tenancy import (
+    ADMINS,
     actor_of,
     can_administer,
     current_membership,
     default_workspace,
+    require,
 )
 from controlplane.access.tokens import create_token, revoke_token
 from controlplane.models import (
@@ -29,17 +30,18 @@ from controlplane.policy.versions import activate_policy, dry_run
 MAX_POLICY_BYTES = 256 * 1024
 
 
-def _admin(request: HttpRequest) -> Membership:
+def _admin(request: HttpRequest, *, to: str) -> Membership:
+    """Return the member's membership; a change needs an admin (anyone may read)."""
     membership = current_membership(request)
-    if request.method == "POST" and not can_administer(membership):
-        raise PermissionDenied("Only admins may change policies and tokens.")
+    if request.method == "POST":
+        require(membership, ADMINS, to=to)
     return membership
 
 
 @require_http_methods(["GET", "POST"])
 @login_required
 def policies(request: HttpRequest) -> HttpResponse:
-    membership = _admin(request)
+    membership = _admin(request, to="validate, dry-run or activate policies")
     org = membership.org
     workspace = default_workspace(org)
     context: dict[str, object] = {"org": org, "workspace": workspace, "text": ""}
@@ -88,10 +90,8 @@ def _submitted_text(request: HttpRequest) -> str:
 @require_http_methods(["GET", "POST"])
 @login_required
 def tokens(request: HttpRequest) -> HttpResponse:
-    membership = _admin(request)
+    membership = require(current_membership(request), ADMINS, to="see or create API tokens")
     org = membership.org
-    if not can_administer(membership):
-        raise PermissionDenied("Only admins may see API tokens.")
     created = None
     if request.method == "POST":
         name = request.POST.get("service_account", "").strip()
@@ -114,7 +114,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def revoke(request: HttpRequest, token_id: int) -> HttpResponse:
-    membership = _admin(request)
+    membership = _admin(request, to="revoke API tokens")
     token = get_object_or_404(ApiToken, pk=token_id, org=membership.org)
     revoke_token(token)
     messages.success(request, f"Token {token} revoked: requests with it now get 401.")

@@ -8,13 +8,19 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from controlplane.access.tenancy import actor_of, can_operate, current_membership, default_workspace
+from controlplane.access.tenancy import (
+    OPERATORS,
+    actor_of,
+    can_operate,
+    current_membership,
+    default_workspace,
+    require,
+)
 from controlplane.drills.schedule import drill_everything
 from controlplane.drills.start import DrillRefused, start_drill
 from controlplane.models import Drill, DrillPlan, Fault, Membership
@@ -26,11 +32,8 @@ TREND = 10
 SCHEDULES = {"daily": 86_400, "weekly": 7 * 86_400}
 
 
-def _operator(request: HttpRequest) -> Membership:
-    membership = current_membership(request)
-    if not can_operate(membership):
-        raise PermissionDenied("Only operators and admins may start drills.")
-    return membership
+def _operator(request: HttpRequest, *, to: str = "start drills") -> Membership:
+    return require(current_membership(request), OPERATORS, to=to)
 
 
 @require_GET
@@ -128,7 +131,7 @@ def start_all(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def schedule(request: HttpRequest) -> HttpResponse:
-    membership = _operator(request)
+    membership = _operator(request, to="schedule drills")
     workflow_id, _, step_id = request.POST.get("target", "").partition(":")
     every = SCHEDULES.get(request.POST.get("every", ""))
     fault = request.POST.get("fault", "")
