@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.middleware import HtmxDetails
 
 from controlplane.access.tenancy import can_approve, current_membership, current_org
-from controlplane.models import decision_status
+from controlplane.models import Decision, decision_status
 from controlplane.pages import queries, view_models
-from controlplane.pages.forms import Cursor, DecisionFilterForm
+from controlplane.pages.amounts import amount_of
+from controlplane.pages.forms import DRILLS_DEFAULT, Cursor, DecisionFilterForm
 from mutations.models import LogHead
+from runs.models import RunStatus
 
 # htmx stops polling when a response has this status.
 HTMX_STOP_POLLING = 286
 LIST_PAGE_SIZE = 50
+# Runs that end without executing a step have no duration to show.
+NOT_EXECUTED = {RunStatus.AWAITING_APPROVAL, RunStatus.REJECTED, RunStatus.EXPIRED}
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -29,19 +36,28 @@ class HtmxHttpRequest(HttpRequest):
 @vary_on_headers("HX-Request")
 def decision_list(request: HtmxHttpRequest) -> HttpResponse:
     org = current_org(request)
-    form = DecisionFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
+    form = DecisionFilterForm(request.GET)
+    form.is_valid()
+    # The fields that are valid still filter (drills hidden by default); the errors say
+    # what to fix in the others.
+    filters = {"drills": DRILLS_DEFAULT, **form.cleaned_data}
     decisions, next_cursor = queries.decision_page(org, filters, size=LIST_PAGE_SIZE)
     next_query = None
     if next_cursor is not None:
         query = request.GET.copy()
         query["after"] = Cursor.encode(*next_cursor)
         next_query = query.urlencode()
+    with_drills = request.GET.copy()
+    with_drills["drills"] = "include"
+    with_drills.pop("after", None)
+    now = timezone.now()
     rows = [
         {
             "decision": d,
             "status": decision_status(d),
             "platforms": view_models.decision_platforms(d),
+            "amount": amount_of(d.action),
+            **_run_time(d, now),
         }
         for d in decisions
     ]
@@ -53,11 +69,26 @@ def decision_list(request: HtmxHttpRequest) -> HttpResponse:
         "log": LogHead.objects.filter(org=org).first(),
         "rows": rows,
         "form": form,
+        "drills_hidden": filters["drills"] == DRILLS_DEFAULT,
+        "with_drills_query": with_drills.urlencode(),
         "next_query": next_query,
         "paged": bool(filters.get("after")),
         "poll_url": request.get_full_path(),
     }
     return render(request, template, context, status=400 if form.errors else 200)
+
+
+def _run_time(decision: Decision, now: datetime) -> dict[str, object]:
+    """Return how long the decision's run took, or has taken so far while it executes
+    (a held run's wait for a person is not part of it)."""
+    began: datetime | None = getattr(decision, "run_began_at", None)
+    finished: datetime | None = getattr(decision, "run_finished_at", None)
+    status = getattr(decision, "run_status", None)
+    if began is None or status in NOT_EXECUTED:
+        return {"took": None, "running": False}
+    if finished is not None:
+        return {"took": max(finished - began, timedelta(0)), "running": False}
+    return {"took": max(now - began, timedelta(0)), "running": True}
 
 
 @require_GET

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
@@ -39,8 +40,16 @@ def decisions_for(org: Organization) -> QuerySet[Decision]:
 
 
 def filtered_decisions(org: Organization, filters: dict[str, Any]) -> QuerySet[Decision]:
-    """Return the org's decisions matching the list's filters, newest first."""
-    decisions = decisions_for(org)
+    """Return the org's decisions matching the list's filters, newest first, with what a
+    row shows of the latest run: whether it is a drill, when it began to execute (an
+    approval's moment for a held run) and when it finished."""
+    latest = WorkflowRun.objects.filter(decision=OuterRef("pk")).order_by("-created_at")
+    began = latest.annotate(began=Coalesce("approval__decided_at", "created_at"))
+    decisions = decisions_for(org).annotate(
+        run_is_drill=Subquery(latest.values("is_drill")[:1]),
+        run_began_at=Subquery(began.values("began")[:1]),
+        run_finished_at=Subquery(latest.values("finished_at")[:1]),
+    )
     runs = WorkflowRun.objects.filter(decision=OuterRef("pk"))
     status = filters.get("status")
     if status == "denied":
