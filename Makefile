@@ -52,12 +52,13 @@ run: db
 	  trap 'kill $$runner $$platforms 2>/dev/null; wait 2>/dev/null' EXIT; \
 	  $(PY) manage.py demo || exit 1; \
 	  echo ""; \
-	  echo "  Backstop is running at http://$(HOST):$(PORT)/decisions/"; \
+	  echo "  Backstop is running at http://$(HOST):$(PORT)/ (MCP for agents at /mcp/)"; \
 	  echo "  Log in as operator, approver or admin; password: $${BACKSTOP_DEMO_PASSWORD:-backstop-demo}"; \
 	  echo "  A runner and the demo's HTTP platforms run alongside the web server. Ctrl-C stops all."; \
 	  echo ""; \
 	  $(PY) manage.py runworkflows & runner=$$!; \
-	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
+	  BACKSTOP_PUBLIC_URL=$${BACKSTOP_PUBLIC_URL:-http://$(HOST):$(PORT)} \
+	    $(PY) -m uvicorn controlplane.asgi:application --host $(HOST) --port $(PORT) --log-level warning
 
 # The browser tests drive Debian's Chromium; install it when it is missing.
 $(CHROMIUM):

@@ -118,9 +118,12 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+# whitenoise serves static files under any server: in production the collected ones, in
+# development straight from the apps and static/ (the finders).
+MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = DEBUG
 if PRODUCTION:
-    # whitenoise serves the collected static files; runserver serves them in development.
-    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -181,6 +184,8 @@ LOGGING = {
 }
 
 # Requests per token (agents); people's sessions are not limited.
+# Where people and agents reach this Backstop: links in MCP answers (approval pages).
+BACKSTOP_PUBLIC_URL = os.environ.get("BACKSTOP_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 BACKSTOP_AGENT_RATE = os.environ.get("BACKSTOP_AGENT_RATE", "600/min")
 
 # Runner tunables. Tests set the delay scale to 0 so that retries do not sleep.

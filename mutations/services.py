@@ -19,6 +19,7 @@ class Surface(StrEnum):
     DASHBOARD = "dashboard"
     DRILL = "drill"
     BENCH = "bench"
+    MCP = "mcp"  # an agent through the MCP tools
 
 
 def new_event(

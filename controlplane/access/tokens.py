@@ -60,6 +60,29 @@ class AgentPrincipal:
         return self.service_account.actor
 
 
+class TokenRefused(Exception):
+    """A bearer token that does not name a live token: malformed, unknown or revoked."""
+
+
+def principal_for(text: str) -> AgentPrincipal:
+    """Return who a token's full text (``bst_<lookup>_<secret>``) acts as, or raise
+    TokenRefused saying why not. Marks the token as used."""
+    parts = text.strip().split("_", 2)
+    if len(parts) != 3 or parts[0] != ApiToken.PREFIX:
+        raise TokenRefused("Malformed token: expected bst_<id>_<secret>.")
+    token = (
+        ApiToken.objects.select_related("service_account__org", "service_account__workspace")
+        .filter(lookup=parts[1])
+        .first()
+    )
+    if token is None or not hmac.compare_digest(token.secret_hash, _hash(parts[2])):
+        raise TokenRefused("Unknown token.")
+    if token.revoked_at is not None:
+        raise TokenRefused("This token was revoked.")
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return AgentPrincipal(service_account=token.service_account, token=token)
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
     """``Authorization: Bearer bst_<lookup>_<secret>``."""
 
@@ -69,20 +92,11 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header.startswith(f"{self.keyword} "):
             return None
-        parts = header.removeprefix(f"{self.keyword} ").strip().split("_", 2)
-        if len(parts) != 3 or parts[0] != ApiToken.PREFIX:
-            raise exceptions.AuthenticationFailed("Malformed token: expected bst_<id>_<secret>.")
-        token = (
-            ApiToken.objects.select_related("service_account__org", "service_account__workspace")
-            .filter(lookup=parts[1])
-            .first()
-        )
-        if token is None or not hmac.compare_digest(token.secret_hash, _hash(parts[2])):
-            raise exceptions.AuthenticationFailed("Unknown token.")
-        if token.revoked_at is not None:
-            raise exceptions.AuthenticationFailed("This token was revoked.")
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
-        return AgentPrincipal(service_account=token.service_account, token=token), token
+        try:
+            principal = principal_for(header.removeprefix(f"{self.keyword} "))
+        except TokenRefused as refused:
+            raise exceptions.AuthenticationFailed(str(refused)) from None
+        return principal, principal.token
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword

@@ -8,8 +8,7 @@ from rest_framework import serializers
 
 from mutations.ids import is_valid_id
 from runs.workflows import decision_types, workflow_for
-
-PRIORITIES = ("low", "medium", "high", "critical")
+from runs.workflows.action_schema import PRIORITIES
 
 
 class StrictCharField(serializers.CharField):

@@ -127,6 +127,35 @@ def validate_pause(action: Mapping[str, Any]) -> dict[str, str]:
     return errors
 
 
+# ---- the action fields agents are told to send ------------------------------------------
+
+CHANNEL = "a platform name (list_actions gives the platforms this Backstop knows)"
+Fields = dict[str, dict[str, Any]]
+SCOPE: dict[str, Any] = {
+    "type": "object",
+    "description": 'the campaigns in scope, e.g. {"market": "all"}',
+}
+MONEY: Fields = {
+    "currency": {"type": "string", "enum": list(SUPPORTED_CURRENCIES)},
+    "cadence": {"type": "string", "enum": list(SUPPORTED_CADENCES)},
+}
+REBALANCE_FIELDS: Fields = {
+    "source_channel": {"type": "string", "description": f"debited: {CHANNEL}"},
+    "target_channel": {"type": "string", "description": f"credited: {CHANNEL}"},
+    "amount": {"type": "number", "description": "positive, in currency units per day"},
+    **MONEY,
+    "scope": SCOPE,
+    "reason": {"type": "string", "required": False},
+}
+ADJUST_FIELDS: Fields = {
+    "channel": {"type": "string", "description": CHANNEL},
+    "amount": {"type": "number", "description": "added to the daily budget; negative lowers it"},
+    **MONEY,
+    "scope": SCOPE,
+}
+CAMPAIGN_FIELDS: Fields = {"channel": {"type": "string", "description": CHANNEL}, "scope": SCOPE}
+
+
 # ---- the workflows ----------------------------------------------------------------------
 
 
@@ -165,6 +194,7 @@ execute_rebalance_spend = register(
             _action(d)["target_channel"]: dict(_action(d)["scope"]),
         },
         validate_action=validate_rebalance,
+        action_fields=REBALANCE_FIELDS,
         drill_action=_drilled(
             source_channel="meta",
             target_channel="google",
@@ -208,6 +238,7 @@ adjust_budget = register(
         description="Raise or lower one channel's daily budget.",
         scope=lambda d: {_action(d)["channel"]: dict(_action(d)["scope"])},
         validate_action=validate_adjust_budget,
+        action_fields=ADJUST_FIELDS,
         drill_action=_drilled(channel="meta", amount=100, currency="USD", cadence="daily"),
         drill_seed=_drill_campaigns("meta"),
         steps=(
@@ -232,6 +263,7 @@ pause_campaign = register(
         description="Pause the campaigns of a channel in a scope.",
         scope=lambda d: {_action(d)["channel"]: dict(_action(d)["scope"])},
         validate_action=validate_pause,
+        action_fields=CAMPAIGN_FIELDS,
         drill_action=_drilled(channel="meta"),
         drill_seed=_drill_campaigns("meta"),
         steps=(
@@ -256,6 +288,7 @@ delete_campaign = register(
         description="Delete the campaign of a channel in a scope. It cannot be undone.",
         scope=lambda d: {_action(d)["channel"]: dict(_action(d)["scope"])},
         validate_action=validate_pause,
+        action_fields=CAMPAIGN_FIELDS,
         drill_action=_drilled(channel="meta"),
         drill_seed=_drill_campaigns("meta"),
         steps=(

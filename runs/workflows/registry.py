@@ -79,12 +79,21 @@ class Workflow:
     # The objects a drill's run needs, by platform ({"target", "state"} each), created
     # on the sandbox platforms before the drill starts.
     drill_seed: Callable[[str], dict[str, list[dict[str, Any]]]] | None = None
+    # The action's fields, as a YAML workflow declares them (``{"amount": {"type":
+    # "number"}}``): what agents are told to send (runs.workflows.action_schema).
+    action_fields: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
             if step.id == step_id:
                 return step
         raise KeyError(f"Workflow {self.id} v{self.version} has no step {step_id!r}.")
+
+    @property
+    def reversibility(self) -> str:
+        """Return the least reversible of its steps' reversibilities."""
+        order = list(Reversibility)
+        return max((s.reversibility for s in self.steps), key=order.index, default="reversible")
 
     def contract(self, decision: DecisionDoc) -> dict[str, Any]:
         """Return the action contract the policy gate evaluates."""
@@ -96,14 +105,9 @@ class Workflow:
             "rollback_supported": all(
                 s.reversibility != Reversibility.IRREVERSIBLE for s in self.steps
             ),
-            "reversibility": _least_reversible(self.steps),
+            "reversibility": self.reversibility,
             "platforms": sorted({s.build(decision).platform for s in self.steps}),
         }
-
-
-def _least_reversible(steps: tuple[Step, ...]) -> str:
-    order = list(Reversibility)
-    return max((s.reversibility for s in steps), key=order.index, default="reversible")
 
 
 _REGISTRY: dict[tuple[str, int], Workflow] = {}

@@ -160,6 +160,7 @@ class _Parser:
             source=self.source,
             drill_action=drill_action,
             drill_seed=drill_seed,
+            action_fields={name: dict(spec) for name, spec in fields.items()},
         )
 
     def repeated_ids(self, raw_steps: list[Any], steps: list[Step | None]) -> None:
