@@ -52,19 +52,31 @@ def verify_drill(drill: Drill) -> Drill:
     return drill
 
 
+def _steps(ids: list[str]) -> str:
+    """Return steps in order as a person reads them: "a → b", or "none"."""
+    return " → ".join(ids) or "none"
+
+
 def _lifo_check(drill: Drill, mutations: list[Mutation]) -> Check:
+    """Check that each applied step was compensated once, the last applied first. The
+    evidence names steps in the order they happened."""
+    step_of = {m.mutation_id: m.step_id for m in mutations}
     applied = [m.mutation_id for m in mutations if m.status == Mutation.Status.SUCCESS]
     undone = [m.compensates_id for m in mutations if m.status == Mutation.Status.ROLLED_BACK]
     expected = list(reversed(applied))
+    done = f"applied {_steps([step_of[m] for m in applied])}; " + (
+        f"compensated {_steps([step_of.get(m or '', str(m)) for m in undone])}"
+    )
     name = "one compensation per applied step, in reverse order"
     if drill.expected_status == RunStatus.COMPENSATED:
-        return Check(name, undone == expected, f"expected {expected}, compensated {undone}")
+        wanted = _steps([step_of[m] for m in expected])
+        return Check(name, undone == expected, f"{done} (expected {wanted})")
     if drill.expected_status == RunStatus.COMPENSATION_FAILED:
         in_order = undone == [m for m in expected if m in undone] and len(set(undone)) == len(
             undone
         )
-        return Check(name, in_order, f"applied {applied}; compensated {undone} (one failed)")
-    return Check(name, not undone, f"no compensation expected; compensated {undone}")
+        return Check(name, in_order, f"{done} (expected in reverse order, one left undone)")
+    return Check(name, not undone, f"{done} (no compensation expected)")
 
 
 def _net_zero_check(drill: Drill, run: WorkflowRun) -> Check:
@@ -94,13 +106,19 @@ def _idempotency_check(run: WorkflowRun, mutations: list[Mutation]) -> Check:
             reported.update(answer)
     expected = sorted(k for k in keys if platform_of[k] not in silent)
     once = len(keys) == len(set(keys)) and sorted(reported) == expected
+    replayed = sum(reported.values())
     evidence = (
-        f"{len(reported)} key(s) applied once each, {sum(reported.values())} replayed "
-        f"call(s): {', '.join(sorted(reported))}"
+        f"{_count(len(reported), 'key')} applied once each; {_count(replayed, 'call')} "
+        + ("replayed, answered with the first result" if replayed else "replayed")
+        + (f". Keys: {', '.join(sorted(reported))}" if reported else "")
     )
     if silent:
         evidence += f"; not reported by {', '.join(silent)}: checked against the log only"
     return Check("every idempotency key applied at most once", once, evidence)
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def _evidence_check(

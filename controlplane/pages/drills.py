@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from controlplane.access.tenancy import (
     OPERATORS,
@@ -25,6 +26,7 @@ from controlplane.drills.schedule import drill_everything
 from controlplane.drills.start import DrillRefused, start_drill
 from controlplane.models import Drill, DrillPlan, Fault, Membership
 from controlplane.pages import queries
+from controlplane.pages.decisions import HTMX_STOP_POLLING, HtmxHttpRequest
 from runs.workflows.registry import all_workflows
 
 HISTORY = 50
@@ -38,7 +40,8 @@ def _operator(request: HttpRequest, *, to: str = "start drills") -> Membership:
 
 @require_GET
 @login_required
-def drills(request: HttpRequest) -> HttpResponse:
+@vary_on_headers("HX-Request")
+def drills(request: HtmxHttpRequest) -> HttpResponse:
     membership = current_membership(request)
     org = membership.org
     # Finished drills are verified by the runners (verify_finished_drills); a GET only reads.
@@ -46,17 +49,24 @@ def drills(request: HttpRequest) -> HttpResponse:
     by_workflow: dict[str, list[Drill]] = OrderedDict()
     for drill in recent:
         by_workflow.setdefault(drill.workflow_id, []).append(drill)
+    unfinished = any(drill.passed is None for drill in recent)
     context = {
         "org": org,
         "recent": recent,
         "matrix": _matrix(recent),
         "trends": {w: list(reversed(d[:TREND])) for w, d in by_workflow.items()},
         "alerts": [d[0] for d in by_workflow.values() if d[0].passed is False],
+        "unfinished": unfinished,
         "choices": [(w.id, s.id) for w in all_workflows() for s in w.steps],
         "faults": Fault.choices,
         "plans": DrillPlan.objects.filter(org=org).order_by("next_run_at"),
         "can_operate": can_operate(membership),
     }
+    if request.htmx:
+        # The results while drills run; once none is left unfinished, the last answer
+        # also stops the polling.
+        status = 200 if unfinished else HTMX_STOP_POLLING
+        return render(request, "controlplane/drills.html#results", context, status=status)
     return render(request, "controlplane/drills.html", context)
 
 
@@ -90,9 +100,10 @@ def _matrix(recent: list[Drill]) -> list[dict[str, Any]]:
 def drill_detail(request: HttpRequest, drill_id: str) -> HttpResponse:
     membership = current_membership(request)
     drill = queries.get_drill(membership.org, drill_id)
-    return render(
-        request, "controlplane/drill_detail.html", {"org": membership.org, "drill": drill}
-    )
+    run = drill.run
+    took = run.finished_at - run.created_at if run and run.finished_at else None
+    context = {"org": membership.org, "drill": drill, "took": took}
+    return render(request, "controlplane/drill_detail.html", context)
 
 
 @require_POST

@@ -35,3 +35,21 @@ def test_operator_starts_a_drill_and_sees_it_pass(
     page.get_by_role("link", name="dec_").click()
     expect(page.get_by_text("net change: zero")).to_be_visible()
     expect(page.locator("li.mutation")).to_have_count(3)
+
+
+def test_drills_list_updates_itself_until_every_drill_has_finished(
+    logged_in: Page, live_server: Any, runners: Runners
+) -> None:
+    page = logged_in
+    runners.start()
+    page.get_by_role("link", name="Drills").click()
+    page.get_by_role("button", name="Drill everything").click()
+    expect(page.get_by_role("status").first).to_contain_text("Started")
+    results = page.locator("tr[data-drill] [data-testid=drill-result]")
+    started = results.count()
+    assert started > 1
+    # No reload: the list polls until no drill is left unfinished, then stops.
+    expect(page.locator("#drill-results[data-live=false]")).to_have_count(1, timeout=60_000)
+    expect(results.filter(has_text="pass")).to_have_count(started)
+    expect(page.locator("#drill-results")).not_to_have_attribute("hx-trigger", "every 2s")
+    expect(page.get_by_test_id("started").first).to_contain_text("by operator")

@@ -94,7 +94,7 @@ def test_failing_the_third_step_undoes_the_first_two_on_the_platforms(
     applied = {o["idempotency_key"] for o in platforms.operations("iam") if o["applied"]}
     assert applied == {step_key(key, "add_to_iam_group"), compensation_key(key, "add_to_iam_group")}
     assert checks(drill)["every idempotency key applied at most once"].startswith(
-        "✓ 4 key(s) applied once each, 0 replayed call(s)"
+        "✓ 4 keys applied once each; 0 calls replayed."
     )
     # Each drill names objects of its own: the group is the drill's name, and it is empty.
     group = drill.decision.document["action"]["group"]
@@ -111,7 +111,10 @@ def test_an_ambiguous_call_is_applied_once_and_the_run_completes(
     assert drill.run is not None and drill.run.status == "completed"
     puts = [r for r in platforms.requests("ticketing") if r["method"] == "PUT"]
     assert [r["outcome"] for r in puts] == ["applied", "replayed"]  # sent twice, applied once
-    assert "1 replayed call(s)" in checks(drill)["every idempotency key applied at most once"]
+    assert (
+        "; 1 call replayed, answered with the first result."
+        in checks(drill)["every idempotency key applied at most once"]
+    )
     row = Mutation.objects.get(run=drill.run, step_id="put_record")
     assert row.receipt["http_status"] == 200
 
