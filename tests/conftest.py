@@ -24,7 +24,7 @@ from mutations.services import Surface
 from runs.keys import FIRST_ATTEMPT, run_key
 from runs.runner import Worker
 from tests.platforms import platforms  # noqa: F401 - fixtures for every test folder
-from tests.processes import runners  # noqa: F401
+from tests.processes import runners, web  # noqa: F401
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

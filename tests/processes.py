@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from mutations.platformserver.process import ServerProcess, free_ports
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -67,3 +69,38 @@ def runners() -> Iterator[Runners]:
 
 def stderr_of(process: subprocess.Popen[bytes]) -> Any:
     return process.stderr.read().decode() if process.stderr else ""
+
+
+UVICORN = [sys.executable, "-m", "uvicorn", "controlplane.asgi:application"]
+
+
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Return the environment of a server process on the test database."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "BACKSTOP_PUBLIC_URL": "http://backstop.test",
+        **(extra or {}),
+    }
+
+
+class WebServer:
+    """The ASGI web server (dashboard, API and /mcp/) as a real process."""
+
+    def __init__(self, directory: Path, env: dict[str, str] | None = None) -> None:
+        (self.port,) = free_ports(1)
+        self.process = ServerProcess(
+            [*UVICORN, "--port", str(self.port), "--log-level", "warning"],
+            ports=[self.port],
+            cwd=ROOT,
+            env=server_env({"ALLOWED_HOSTS": "127.0.0.1,localhost", **(env or {})}),
+            log=directory / "web.log",
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[WebServer]:
+    server = WebServer(tmp_path)
+    yield server
+    server.process.stop()

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -21,16 +19,14 @@ from mcp.client.streamable_http import streamable_http_client
 from controlplane.access.tokens import create_token, revoke_token
 from controlplane.models import Decision, Organization, Role, ServiceAccount, Workspace
 from mutations.models import SandboxFault
-from mutations.platformserver.process import ServerProcess, free_ports
 from runs.keys import step_calls_prefix
 from runs.models import WorkflowRun
 from tests.conftest import first_run_key, load_fixture, rebalance
 from tests.platforms import Platforms
-from tests.processes import ROOT, Runners, database_url
+from tests.processes import ROOT, Runners, WebServer, server_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-UVICORN = [sys.executable, "-m", "uvicorn", "controlplane.asgi:application"]
 Session = Callable[[str], Any]  # token -> an async context manager giving a ClientSession
 
 
@@ -52,15 +48,6 @@ def seed_scenario(agent: ServiceAccount) -> dict[str, Any]:
     return document
 
 
-def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "BACKSTOP_PUBLIC_URL": "http://backstop.test",
-        **(extra or {}),
-    }
-
-
 @asynccontextmanager
 async def stdio_session(token: str, env: dict[str, str] | None = None) -> AsyncIterator[Any]:
     params = StdioServerParameters(
@@ -74,37 +61,21 @@ async def stdio_session(token: str, env: dict[str, str] | None = None) -> AsyncI
         yield session
 
 
-class WebServer:
-    """The ASGI web server (dashboard, API and /mcp/) as a real process."""
-
-    def __init__(self, directory: Path, env: dict[str, str] | None = None) -> None:
-        (self.port,) = free_ports(1)
-        self.process = ServerProcess(
-            [*UVICORN, "--port", str(self.port), "--log-level", "warning"],
-            ports=[self.port],
-            cwd=ROOT,
-            env=server_env({"ALLOWED_HOSTS": "127.0.0.1,localhost", **(env or {})}),
-            log=directory / "web.log",
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
+def http_session(web: WebServer) -> Session:
+    """Return a function opening an MCP client session to the web server's /mcp/."""
 
     @asynccontextmanager
-    async def session(self, token: str) -> AsyncIterator[Any]:
+    async def session(token: str) -> AsyncIterator[Any]:
         headers = {"Authorization": f"Bearer {token}"}
         async with (
             httpx2.AsyncClient(headers=headers, timeout=60) as http,
-            streamable_http_client(f"{self.url}/mcp/", http_client=http) as (read, write, *_),
+            streamable_http_client(f"{web.url}/mcp/", http_client=http) as (read, write, *_),
             ClientSession(read, write) as session,
         ):
             await session.initialize()
             yield session
 
-
-@pytest.fixture
-def web(tmp_path: Path) -> Iterator[WebServer]:
-    server = WebServer(tmp_path)
-    yield server
-    server.process.stop()
+    return session
 
 
 def run(scenario: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
@@ -317,13 +288,13 @@ def test_one_orgs_token_never_sees_another_orgs_decisions(
 def test_http_seed_decision_ends_compensated(
     agent: ServiceAccount, runners: Runners, web: WebServer
 ) -> None:
-    seed_is_compensated(agent, runners, web.session)
+    seed_is_compensated(agent, runners, http_session(web))
 
 
 def test_http_held_decision_completes_after_approval(
     agent: ServiceAccount, runners: Runners, web: WebServer, member: Any
 ) -> None:
-    held_decision_waits_for_a_person(agent, runners, web.session, member)
+    held_decision_waits_for_a_person(agent, runners, http_session(web), member)
 
 
 def test_http_refuses_a_revoked_token(agent: ServiceAccount, web: WebServer) -> None:
@@ -344,8 +315,10 @@ def test_fifty_concurrent_proposals_of_one_id_make_one_decision_and_one_run(
     document = rebalance()
     token = token_for(agent)
 
+    open_session = http_session(web)
+
     async def propose() -> Any:
-        async with web.session(token) as session:
+        async with open_session(token) as session:
             return await call(session, "propose_decision", decision=document)
 
     async def scenario() -> list[Any]:
