@@ -1,4 +1,5 @@
-"""Money a decision's action moves, written the way a person reads it: $800/day."""
+"""Money a decision's action moves, written as every page and the API write it:
+USD 800.00/day."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-SIGNS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 PER = {"hourly": "/h", "daily": "/day", "weekly": "/week", "monthly": "/month"}
 
 
@@ -22,15 +22,12 @@ def _number(action: Mapping[str, Any]) -> Decimal | None:
 
 
 def _written(value: Decimal, currency: str, cadence: str) -> str:
-    digits = f"{abs(value):,.2f}".removesuffix(".00")
-    sign = SIGNS.get(currency.upper())
-    money = f"{sign}{digits}" if sign else f"{digits} {currency}".strip()
-    return ("-" if value < 0 else "") + money + PER.get(cadence, "")
+    return f"{currency} {value:,.2f}".strip() + PER.get(cadence, "")
 
 
 def amount_of(action: Mapping[str, Any]) -> str:
-    """Return the action's ``amount`` with its ``currency`` and ``cadence`` ("$800/day",
-    "1,250.50 CHF"), or "" when the action moves no money."""
+    """Return the action's ``amount`` with its ``currency`` and ``cadence`` ("USD
+    800.00/day", "CHF 1,250.50"), or "" when the action moves no money."""
     value = _number(action)
     if value is None:
         return ""
@@ -39,7 +36,7 @@ def amount_of(action: Mapping[str, Any]) -> str:
 
 def total_of(actions: Iterable[Mapping[str, Any]]) -> str:
     """Return the money several actions move together, a sum per currency and cadence
-    ("$15,000/day + 200 CHF/week"), or "" when they move none."""
+    ("CHF 200.00/week + USD 15,000.00/day"), or "" when they move none."""
     sums: dict[tuple[str, str], Decimal] = {}
     for action in actions:
         value = _number(action)

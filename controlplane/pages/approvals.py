@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -13,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from controlplane.access.tenancy import can_approve, current_membership
 from controlplane.intake.approvals import decide_held_run, held_runs
 from controlplane.pages import queries
+from controlplane.pages.amounts import amount_of, total_of
 from mutations.services import Surface
 from runs.approvals import ApprovalRefused
 from runs.models import Approval
@@ -25,7 +27,13 @@ RECENT = 100
 def approvals(request: HttpRequest) -> HttpResponse:
     membership = current_membership(request)
     held = held_runs(membership.org, limit=RECENT)
-    context = {"org": membership.org, "held": held, "can_approve": can_approve(membership)}
+    context = {
+        "org": membership.org,
+        "held": [{"item": h, "amount": amount_of(h.decision.action)} for h in held],
+        "at_stake": total_of(h.decision.action for h in held),
+        "expires_after": settings.BACKSTOP_APPROVAL_TTL_SECONDS,
+        "can_approve": can_approve(membership),
+    }
     return render(request, "controlplane/approvals.html", context)
 
 

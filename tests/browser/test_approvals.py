@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Dialog, Page, expect
 
 from mutations.models import Mutation
 from mutations.services import Surface
@@ -55,8 +55,30 @@ def test_rejected_decision_ends_rejected_with_no_mutation(
     )
     log_in(page, live_server, "approver")
     card = page.locator("section.held", has_text="trade show")
+    expect(card.get_by_test_id("at-stake")).to_contain_text("USD 9,000.00/day")
+    asked: list[str] = []
+
+    def answer(accept: bool) -> None:
+        def handle(dialog: Dialog) -> None:
+            asked.append(dialog.message)
+            if accept:
+                dialog.accept()
+            else:
+                dialog.dismiss()
+
+        page.once("dialog", handle)
+
+    # Reject asks first; cancelling leaves the run held.
+    answer(accept=False)
+    card.get_by_role("button", name="Reject").click()
+    assert asked and asked[-1].startswith("Reject this run?")
+    expect(card).to_have_count(1)
+    assert WorkflowRun.objects.get(decision_id=document["id"]).status == RunStatus.AWAITING_APPROVAL
+
+    answer(accept=True)
     card.get_by_role("button", name="Reject").click()
     expect(page.locator("section.held", has_text="trade show")).to_have_count(0)
+    assert len(asked) == 2
 
     page.goto(f"{live_server.url}/decisions/{document['id']}/")
     expect(page.get_by_test_id("run-status")).to_have_text("rejected")

@@ -72,7 +72,7 @@ def test_row_reads_as_words_with_amount_duration_and_relative_time(
     first = row(html, done.id)
     assert 'class="badge badge-compensation_failed" data-testid="status"' in first
     assert cell(first, "status") == "Compensation failed"
-    assert cell(first, "amount") == "$800/day"  # the seed's action: 800 USD, daily
+    assert cell(first, "amount") == "USD 800.00/day"  # the seed's action: 800 USD, daily
     assert cell(first, "duration") == "4.2 s"
     received = re.search(r'data-testid="received"><time datetime="([^"]+)" title="([^"]+)">', first)
     assert received and received.group(1) == done.received_at.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -80,7 +80,7 @@ def test_row_reads_as_words_with_amount_duration_and_relative_time(
 
     waiting = row(html, held.id)
     assert cell(waiting, "status") == "Awaiting approval"
-    assert cell(waiting, "amount") == "$6,000/day"
+    assert cell(waiting, "amount") == "USD 6,000.00/day"
     assert cell(waiting, "duration") == "—"  # a held run has not executed
 
 
@@ -132,9 +132,9 @@ def test_form_errors_name_the_fields_label(viewer: Client) -> None:
         {"received_from": "last tuesday", "received_to": "2026-01-01", "after": "zzz"},
     )
     assert response.status_code == 400
-    errors = re.search(
-        r'data-testid="form-errors">(.*?)</div>', response.content.decode(), re.S
-    ).group(1)
+    found = re.search(r'data-testid="form-errors">(.*?)</div>', response.content.decode(), re.S)
+    assert found
+    errors = found.group(1)
     words = re.sub(r"<[^>]+>", "", errors)
     assert "From: Enter a valid date." in words
     assert "Page: Not a page cursor from this list; start from page one." in words
@@ -165,9 +165,10 @@ def test_list_queries_do_not_grow_with_any_kind_of_row(
 
 
 def test_amounts_read_as_money() -> None:
-    assert amount_of({"amount": 800, "currency": "USD", "cadence": "daily"}) == "$800/day"
-    assert amount_of({"amount": 1250.5, "currency": "CHF"}) == "1,250.50 CHF"
-    assert amount_of({"amount": -12.25, "currency": "EUR"}) == "-€12.25"
+    assert amount_of({"amount": 800, "currency": "USD", "cadence": "daily"}) == "USD 800.00/day"
+    assert amount_of({"amount": 1250.5, "currency": "CHF"}) == "CHF 1,250.50"
+    assert amount_of({"amount": "-12.25", "currency": "EUR"}) == "EUR -12.25"
+    assert amount_of({"amount": 5}) == "5.00"
     assert amount_of({"channel": "meta"}) == ""
     assert amount_of({"amount": "lots"}) == ""
     assert amount_of({"amount": True}) == ""
@@ -180,5 +181,5 @@ def test_amounts_read_as_money() -> None:
                 {"channel": "meta"},
             ]
         )
-        == "200 CHF/week + $15,000/day"
+        == "CHF 200.00/week + USD 15,000.00/day"
     )
