@@ -66,7 +66,7 @@ DECISION_FILTERS = [
         ("platform", "A platform the decision touches."),
         ("received_from", "YYYY-MM-DD"),
         ("received_to", "YYYY-MM-DD"),
-        ("drills", "only or exclude."),
+        ("drills", "exclude (the default: drills are left out), include or only."),
         ("after", "The cursor of the next page, from `next`."),
     )
 ]
