@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from controlplane import pages as views
+from controlplane.api import actions as api_actions
 from controlplane.api import decisions as api
 from controlplane.api import resources as api_resources
 
@@ -21,6 +22,7 @@ api_v1 = [
     path("drills/", api_resources.drills, name="api-drills"),
     path("drills/<str:drill_id>/", api_resources.drill_detail, name="api-drill"),
     path("policies/", api_resources.policies, name="api-policies"),
+    path("actions/", api_actions.actions, name="api-actions"),
     path("runs/<str:run_id>/reject/", api.run_reject, name="api-run-reject"),
 ]
 
