@@ -9,6 +9,11 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 
 from controlplane.api.shapes import Error
+from controlplane.pages.forms import DECISION_STATES, DRILL_CHOICES, Cursor
+from mutations.connectors import known_platforms
+from runs.workflows import decision_types
+from runs.workflows.action_schema import DECISION_ID_PATTERN, NO_NUL, decision_schema
+from runs.workflows.registry import all_workflows
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
@@ -70,3 +75,43 @@ DECISION_FILTERS = [
         ("after", "The cursor of the next page, from `next`."),
     )
 ]
+
+
+def query_values() -> dict[str, dict[str, Any]]:
+    """Return the exact schema of each query parameter's values (read when the schema is
+    built: decision types and platforms are loaded at start-up). "" is "any"."""
+    return {
+        "q": {"type": "string", "maxLength": 200, "pattern": NO_NUL},
+        "status": {"type": "string", "enum": [value for value, _ in DECISION_STATES]},
+        "type": {"type": "string", "enum": ["", *decision_types()]},
+        "platform": {"type": "string", "enum": ["", *known_platforms()]},
+        "received_from": {"type": "string", "format": "date"},
+        "received_to": {"type": "string", "format": "date"},
+        "drills": {"type": "string", "enum": ["", *(value for value, _ in DRILL_CHOICES)]},
+        "after": {"type": "string", "pattern": Cursor.PATTERN},
+        "decision_id": {"type": "string", "pattern": DECISION_ID_PATTERN},
+    }
+
+
+def exact_inputs(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Say exactly what the API accepts where serializers cannot (a drf-spectacular
+    postprocessing hook): the decision document of the registered workflows, each query
+    parameter's values, and no NUL character in any text sent."""
+    schemas = result["components"]["schemas"]
+    schemas["DecisionInRequest"] = decision_schema(all_workflows())
+    for name, schema in schemas.items():
+        if name.endswith("Request"):
+            for prop in schema.get("properties", {}).values():
+                _refuse_nul(prop)
+    values = query_values()
+    for operations in result["paths"].values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "query" and parameter["name"] in values:
+                    parameter["schema"] = values[parameter["name"]]
+    return result
+
+
+def _refuse_nul(prop: dict[str, Any]) -> None:
+    if prop.get("type") == "string" and not {"pattern", "enum", "format"} & set(prop):
+        prop["pattern"] = NO_NUL

@@ -11,6 +11,8 @@ from mutations.yamltext import LineMapping, Problem, unknown_keys
 
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 FIELD_KEYS = frozenset({"type", "required", "enum", "description"})
+JSON_TYPES = {"list": "array"}  # a field's type -> its JSON Schema type, where they differ
+NON_BLANK = "\\S"  # a string with something in it besides spaces
 FIELD_TYPES: dict[str, Any] = {  # an action field's declared type: the values it accepts
     "string": str,
     "integer": int,
@@ -77,6 +79,24 @@ def validate_action(
         elif "enum" in spec and value not in spec["enum"]:
             errors[key] = f"must be one of {', '.join(map(str, spec['enum']))}; got {value!r}"
     return errors
+
+
+def fields_schema(fields: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Return the JSON Schema of an action with these declared fields."""
+    properties: dict[str, Any] = {}
+    for name, spec in fields.items():
+        kind = str(spec.get("type", "string"))
+        prop: dict[str, Any] = {"type": JSON_TYPES.get(kind, kind)}
+        if kind == "string":
+            prop["minLength"] = 1
+            prop["pattern"] = NON_BLANK
+        if "enum" in spec:
+            prop["enum"] = list(spec["enum"])
+        if "description" in spec:
+            prop["description"] = str(spec["description"])
+        properties[name] = prop
+    required = [name for name, spec in fields.items() if spec.get("required", True)]
+    return {"type": "object", "properties": properties, "required": required}
 
 
 def type_error(value: Any, kind: str) -> bool:

@@ -1,5 +1,5 @@
-"""The JSON Schema of a decision each workflow accepts, from its declared action fields:
-what agents (MCP tools, generated clients) are told to send."""
+"""The JSON Schema of the decisions the registered workflows accept: what agents (the MCP
+tools) and generated clients (the OpenAPI schema) are told to send."""
 
 from __future__ import annotations
 
@@ -7,52 +7,44 @@ from typing import Any
 
 from runs.workflows.registry import Workflow
 
-JSON_TYPES = {"list": "array"}  # an action field's type -> its JSON Schema type
 PRIORITIES = ("low", "medium", "high", "critical")
+DECISION_ID_PATTERN = "^dec_[0-9A-Z]{26}$"
+NO_NUL = "^[^\\u0000]*$"  # text fields refuse the NUL character
+NON_BLANK_TEXT = "^[^\\u0000]*\\S[^\\u0000]*$"  # and required ones need a non-space
 
 
 def action_schema(workflow: Workflow) -> dict[str, Any]:
-    """Return the JSON Schema of the ``action`` object a decision of this workflow carries."""
-    properties: dict[str, Any] = {"type": {"const": workflow.decision_type}}
-    required = ["type"]
-    for name, spec in workflow.action_fields.items():
-        kind = str(spec.get("type", "string"))
-        prop: dict[str, Any] = {"type": JSON_TYPES.get(kind, kind)}
-        for key in ("enum", "description"):
-            if key in spec:
-                prop[key] = spec[key]
-        properties[name] = prop
-        if spec.get("required", True):
-            required.append(name)
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        # A workflow without declared fields checks its action itself.
-        "additionalProperties": not workflow.action_fields,
+    """Return the JSON Schema of the ``action`` object of this workflow's decisions."""
+    schema = dict(workflow.action_json_schema()) if workflow.action_json_schema else {}
+    schema.setdefault("type", "object")
+    schema["properties"] = {
+        "type": {"const": workflow.decision_type},
+        **schema.get("properties", {}),
     }
+    schema["required"] = ["type", *schema.get("required", [])]
+    return schema
 
 
 def decision_schema(workflows: list[Workflow]) -> dict[str, Any]:
-    """Return the JSON Schema of a decision document whose action is one of these
-    workflows' actions."""
+    """Return the JSON Schema of a decision document: one of these workflows' decision
+    types, with that type's action."""
     return {
         "type": "object",
         "properties": {
             "id": {
                 "type": "string",
-                "pattern": "^dec_[0-9A-Z]{26}$",
+                "pattern": DECISION_ID_PATTERN,
                 "description": "your own id, to submit again safely; omit it for a new one",
             },
             "type": {"type": "string", "enum": sorted({w.decision_type for w in workflows})},
             "priority": {"type": "string", "enum": list(PRIORITIES)},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-            "summary": {"type": "string", "minLength": 1, "maxLength": 500},
-            "reasoning": {"type": "string", "maxLength": 5000},
+            "summary": text(500),
+            "reasoning": {"type": "string", "maxLength": 5000, "pattern": NO_NUL},
             "auto_executable": {"type": "boolean"},
             "action": {"oneOf": [action_schema(w) for w in workflows]},
             "computed_at": {"type": "string", "format": "date-time"},
-            "policy_version": {"type": "string", "minLength": 1, "maxLength": 100},
+            "policy_version": text(100),
         },
         "required": [
             "type",
@@ -66,4 +58,17 @@ def decision_schema(workflows: list[Workflow]) -> dict[str, Any]:
             "policy_version",
         ],
         "additionalProperties": False,
+        # The action is of the decision's own type.
+        "allOf": [
+            {
+                "if": {"properties": {"type": {"const": w.decision_type}}, "required": ["type"]},
+                "then": {"properties": {"action": action_schema(w)}},
+            }
+            for w in workflows
+        ],
     }
+
+
+def text(max_length: int) -> dict[str, Any]:
+    """Return the schema of a required text field of at most ``max_length`` characters."""
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": NON_BLANK_TEXT}

@@ -127,33 +127,69 @@ def validate_pause(action: Mapping[str, Any]) -> dict[str, str]:
     return errors
 
 
-# ---- the action fields agents are told to send ------------------------------------------
+# ---- the JSON Schemas of those actions (exactly what the checks above accept) ------------
 
-CHANNEL = "a platform name (list_actions gives the platforms this Backstop knows)"
-Fields = dict[str, dict[str, Any]]
-SCOPE: dict[str, Any] = {
+SCOPE_SCHEMA = {
     "type": "object",
+    "minProperties": 1,
+    "additionalProperties": {"type": "string"},
     "description": 'the campaigns in scope, e.g. {"market": "all"}',
 }
-MONEY: Fields = {
+MONEY_SCHEMA = {
     "currency": {"type": "string", "enum": list(SUPPORTED_CURRENCIES)},
     "cadence": {"type": "string", "enum": list(SUPPORTED_CADENCES)},
 }
-REBALANCE_FIELDS: Fields = {
-    "source_channel": {"type": "string", "description": f"debited: {CHANNEL}"},
-    "target_channel": {"type": "string", "description": f"credited: {CHANNEL}"},
-    "amount": {"type": "number", "description": "positive, in currency units per day"},
-    **MONEY,
-    "scope": SCOPE,
-    "reason": {"type": "string", "required": False},
-}
-ADJUST_FIELDS: Fields = {
-    "channel": {"type": "string", "description": CHANNEL},
-    "amount": {"type": "number", "description": "added to the daily budget; negative lowers it"},
-    **MONEY,
-    "scope": SCOPE,
-}
-CAMPAIGN_FIELDS: Fields = {"channel": {"type": "string", "description": CHANNEL}, "scope": SCOPE}
+# At most 6 decimal places: an amount is kept in millionths (micros).
+AMOUNT = {"type": "number", "multipleOf": 1 / MICROS_PER_UNIT}
+
+
+def _channel(description: str) -> dict[str, Any]:
+    return {"type": "string", "enum": known_platforms(), "description": description}
+
+
+def _object(properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": list(properties), **extra}
+
+
+def rebalance_schema() -> dict[str, Any]:
+    schema = _object(
+        {
+            "source_channel": _channel("the platform debited"),
+            "target_channel": _channel("the platform credited"),
+            "amount": {**AMOUNT, "exclusiveMinimum": 0, "description": "per day, in currency"},
+            **MONEY_SCHEMA,
+            "scope": SCOPE_SCHEMA,
+        },
+        # The two channels differ.
+        allOf=[
+            {"not": {"properties": {f: {"const": p} for f in CHANNELS}, "required": CHANNELS}}
+            for p in known_platforms()
+        ],
+    )
+    schema["properties"]["reason"] = {"type": "string"}
+    return schema
+
+
+CHANNELS = ["source_channel", "target_channel"]
+
+
+def adjust_budget_schema() -> dict[str, Any]:
+    return _object(
+        {
+            "channel": _channel("the platform whose budget changes"),
+            "amount": {
+                **AMOUNT,
+                "not": {"const": 0},
+                "description": "added per day; below 0 lowers",
+            },
+            **MONEY_SCHEMA,
+            "scope": SCOPE_SCHEMA,
+        }
+    )
+
+
+def campaign_schema() -> dict[str, Any]:
+    return _object({"channel": _channel("the platform of the campaigns"), "scope": SCOPE_SCHEMA})
 
 
 # ---- the workflows ----------------------------------------------------------------------
@@ -194,7 +230,7 @@ execute_rebalance_spend = register(
             _action(d)["target_channel"]: dict(_action(d)["scope"]),
         },
         validate_action=validate_rebalance,
-        action_fields=REBALANCE_FIELDS,
+        action_json_schema=rebalance_schema,
         drill_action=_drilled(
             source_channel="meta",
             target_channel="google",
@@ -238,7 +274,7 @@ adjust_budget = register(
         description="Raise or lower one channel's daily budget.",
         scope=lambda d: {_action(d)["channel"]: dict(_action(d)["scope"])},
         validate_action=validate_adjust_budget,
-        action_fields=ADJUST_FIELDS,
+        action_json_schema=adjust_budget_schema,
         drill_action=_drilled(channel="meta", amount=100, currency="USD", cadence="daily"),
         drill_seed=_drill_campaigns("meta"),
         steps=(
@@ -263,7 +299,7 @@ pause_campaign = register(
         description="Pause the campaigns of a channel in a scope.",
         scope=lambda d: {_action(d)["channel"]: dict(_action(d)["scope"])},
         validate_action=validate_pause,
-        action_fields=CAMPAIGN_FIELDS,
+        action_json_schema=campaign_schema,
         drill_action=_drilled(channel="meta"),
         drill_seed=_drill_campaigns("meta"),
         steps=(
@@ -288,7 +324,7 @@ delete_campaign = register(
         description="Delete the campaign of a channel in a scope. It cannot be undone.",
         scope=lambda d: {_action(d)["channel"]: dict(_action(d)["scope"])},
         validate_action=validate_pause,
-        action_fields=CAMPAIGN_FIELDS,
+        action_json_schema=campaign_schema,
         drill_action=_drilled(channel="meta"),
         drill_seed=_drill_campaigns("meta"),
         steps=(

@@ -79,9 +79,10 @@ class Workflow:
     # The objects a drill's run needs, by platform ({"target", "state"} each), created
     # on the sandbox platforms before the drill starts.
     drill_seed: Callable[[str], dict[str, list[dict[str, Any]]]] | None = None
-    # The action's fields, as a YAML workflow declares them (``{"amount": {"type":
-    # "number"}}``): what agents are told to send (runs.workflows.action_schema).
-    action_fields: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The JSON Schema of its action, exactly what ``validate_action`` accepts (what agents
+    # and generated clients are told to send; runs.workflows.action_schema). Read each time
+    # a schema is built: the platforms an enum lists are loaded at start-up.
+    action_json_schema: Callable[[], dict[str, Any]] | None = None
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

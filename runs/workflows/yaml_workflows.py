@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from mutations.yamltext import (
 )
 from runs.retry import RetryPolicy
 from runs.workflows.action_fields import (
+    fields_schema,
     parse_fields,
     validate_action,
 )
@@ -160,7 +162,7 @@ class _Parser:
             source=self.source,
             drill_action=drill_action,
             drill_seed=drill_seed,
-            action_fields={name: dict(spec) for name, spec in fields.items()},
+            action_json_schema=partial(fields_schema, fields),
         )
 
     def repeated_ids(self, raw_steps: list[Any], steps: list[Step | None]) -> None:

@@ -192,13 +192,18 @@ def test_stdio_lists_built_in_plug_in_and_yaml_workflows_with_schemas(
     }
     assert {"rebalance_spend", "onboard_contractor", "grant_access"} <= action_types
 
+    platforms_known = result.structured_content["platforms"]
+    assert {"meta", "google", "iam", "ticketing", "billing"} <= set(platforms_known)
     actions = {a["decision_type"]: a for a in result.structured_content["actions"]}
     assert {"rebalance_spend", "onboard_contractor", "grant_access"} <= set(actions)
     rebalance_schema = actions["rebalance_spend"]["action_schema"]
     assert rebalance_schema["properties"]["amount"] == {
         "type": "number",
-        "description": "positive, in currency units per day",
+        "multipleOf": 1e-06,
+        "exclusiveMinimum": 0,
+        "description": "per day, in currency",
     }
+    assert rebalance_schema["properties"]["source_channel"]["enum"] == platforms_known
     assert "reason" not in rebalance_schema["required"]
     assert actions["rebalance_spend"]["policy_preview"]["outcome"] == "allow"
     assert actions["delete_campaign"]["reversibility"] == "irreversible"
