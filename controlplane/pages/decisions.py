@@ -97,7 +97,12 @@ def _run_time(decision: Decision, now: datetime) -> dict[str, object]:
 def decision_detail(request: HtmxHttpRequest, decision_id: str) -> HttpResponse:
     membership = current_membership(request)
     org = membership.org
-    timeline = queries.timeline(org, decision_id, all_rows=request.GET.get("rows") == "all")
+    timeline = queries.timeline(
+        org,
+        decision_id,
+        all_rows=request.GET.get("rows") == "all",
+        event_kind=request.GET.get("kind", ""),
+    )
     run = timeline.run
     live = run is not None and not run.is_terminal
     template = "controlplane/decision_detail.html"

@@ -12,15 +12,18 @@ from django.shortcuts import get_object_or_404
 
 from controlplane.models import Decision, Drill, Organization, PolicyEvaluation, decision_status
 from controlplane.pages.view_models import (
+    CurrentState,
     MutationRef,
     MutationRow,
     RunView,
     Timeline,
     human_delta,
 )
+from mutations.connectors import PlatformError
+from mutations.hashing import snapshot_scope
 from mutations.ids import is_valid_id
 from mutations.models import Mutation, RuntimeEvent
-from runs.models import StepExecution, WorkflowRun
+from runs.models import RunStatus, StepExecution, WorkflowRun
 
 TIMELINE_ROWS = 100  # mutation rows listed before "show all"
 
@@ -133,8 +136,11 @@ def events_for(org: Organization, decision_id: str) -> QuerySet[RuntimeEvent]:
     )
 
 
-def timeline(org: Organization, decision_id: str, *, all_rows: bool = False) -> Timeline:
-    """Return everything the decision page shows, in a fixed number of queries.
+def timeline(
+    org: Organization, decision_id: str, *, all_rows: bool = False, event_kind: str = ""
+) -> Timeline:
+    """Return everything the decision page shows, in a fixed number of queries (and, while
+    its latest run is live, one read of its scope's state).
 
     Every mutation is drawn and counted; the first TIMELINE_ROWS (or all) are listed in full.
     """
@@ -142,39 +148,110 @@ def timeline(org: Organization, decision_id: str, *, all_rows: bool = False) -> 
     mutations = mutations_for(org, decision_id)
     refs = _mutation_refs(mutations, cadence=str(decision.action.get("cadence", "daily")))
     rows = _mutation_rows(mutations if all_rows else mutations[:TIMELINE_ROWS], refs)
-    runs = _run_views(org, decision_id)
-    _add_earlier_calls(rows, runs)
+    events = list(events_for(org, decision_id))
+    runs = _run_views(org, decision_id, refs=refs, events=events, all_rows=all_rows)
+    for row in rows:
+        view = next((v for v in runs if v.run.run_id == row.mutation.run_id), None)
+        row.calls = view.calls_of(row.mutation.mutation_id) if view else []
+    if runs and runs[-1].live:
+        runs[-1].current = current_state(runs[-1].run)
     return Timeline(
         decision=decision,
         evaluation=getattr(decision, "evaluation", None),
         runs=runs,
         refs=refs,
         rows=rows,
-        events=list(events_for(org, decision_id)),
+        events=events,
         status=decision_status(decision),
+        event_kind=event_kind if event_kind in RuntimeEvent.Kind.values else "",
     )
+
+
+def run_view(org: Organization, run_id: str, *, all_rows: bool = False) -> RunView:
+    """Return what the run page shows, in a fixed number of queries (and, while the run is
+    live, one read of its scope's state)."""
+    runs = WorkflowRun.objects.filter(org=org).select_related("approval", "approval__decided_by")
+    run = get_object_or_404(runs, pk=well_formed(run_id, "wf"))
+    steps = list(run.steps.select_related("compensates", "mutation").order_by("started_at", "id"))
+    cadence = str((run.input.get("action") or {}).get("cadence", "daily"))
+    entries = _mutation_refs(
+        Mutation.objects.filter(org=org, run=run).order_by("created_at", "mutation_id"),
+        cadence=cadence,
+    )
+    started = (
+        RuntimeEvent.objects.filter(org=org, run=run, kind=RuntimeEvent.Kind.RUN_STARTED)
+        .order_by("timestamp")
+        .values_list("timestamp", flat=True)
+        .first()
+    )
+    view = RunView(run=run, steps=steps, entries=entries, started_at=started, all_rows=all_rows)
+    if view.live:
+        view.current = current_state(run)
+    return view
+
+
+def current_state(run: WorkflowRun) -> CurrentState | None:
+    """Read the state of a running run's scope now: from the database for the sandbox, by
+    a call for an HTTP platform (bounded by its connector's timeout). Nothing is written.
+    None when the run has not taken its before-state yet."""
+    if run.status not in (RunStatus.RUNNING, RunStatus.COMPENSATING) or not run.scope:
+        return None
+    try:
+        return CurrentState(snapshot_scope(org_id=run.org_id, scope=run.scope))
+    except PlatformError as error:
+        return CurrentState(None, f"The platforms' current state could not be read: {error}")
+    except (LookupError, ValueError) as error:
+        return CurrentState(None, f"The platforms' current state could not be read: {error}")
 
 
 def _mutation_refs(mutations: QuerySet[Mutation], *, cadence: str) -> list[MutationRef]:
     """Return a light reference to every mutation, numbered from 1: plain columns rather
     than model instances, as a decision may have thousands."""
     columns = mutations.values_list(
-        "mutation_id", "platform", "status", "step_id", "created_at", "compensates_id", "payload"
+        "mutation_id",
+        "platform",
+        "status",
+        "step_id",
+        "created_at",
+        "compensates_id",
+        "payload",
+        "run_id",
+        "mutation_type",
+        "target",
+        "result",
+        "error_message",
     )
     return [
         MutationRef(
-            number,
+            number=number,
+            mutation_id=mutation_id,
+            platform=platform,
+            status=status,
+            step_id=step_id,
+            created_at=at,
+            compensates_id=compensates,
+            delta=human_delta(payload, cadence),
+            run_id=run_id,
+            mutation_type=mutation_type,
+            target=target,
+            payload=payload,
+            result=result,
+            error_message=error,
+        )
+        for number, (
             mutation_id,
             platform,
             status,
             step_id,
             at,
             compensates,
-            human_delta(payload, cadence),
-        )
-        for number, (mutation_id, platform, status, step_id, at, compensates, payload) in enumerate(
-            columns, start=1
-        )
+            payload,
+            run_id,
+            mutation_type,
+            target,
+            result,
+            error,
+        ) in enumerate(columns, start=1)
     ]
 
 
@@ -197,8 +274,16 @@ def _mutation_rows(listed: QuerySet[Mutation], refs: list[MutationRef]) -> list[
     ]
 
 
-def _run_views(org: Organization, decision_id: str) -> list[RunView]:
-    """Return the decision's runs, oldest first, each with its steps (two queries)."""
+def _run_views(
+    org: Organization,
+    decision_id: str,
+    *,
+    refs: list[MutationRef],
+    events: list[RuntimeEvent],
+    all_rows: bool,
+) -> list[RunView]:
+    """Return the decision's runs, oldest first, each with its steps (two queries), its
+    Mutation Log entries and when it started running (from what the caller loaded)."""
     runs = list(
         WorkflowRun.objects.filter(org=org, decision_id=decision_id)
         .select_related("approval", "approval__decided_by")
@@ -211,13 +296,17 @@ def _run_views(org: Organization, decision_id: str) -> list[RunView]:
         .order_by("started_at", "id")
     ):
         steps[step.run_id].append(step)
-    return [RunView(run=run, steps=steps[run.run_id]) for run in runs]
-
-
-def _add_earlier_calls(rows: list[MutationRow], runs: list[RunView]) -> None:
-    """Give each listed mutation the failed attempts its step made before it."""
-    attempts = {step.mutation_id: step.errors for view in runs for step in view.steps}
-    for row in rows:
-        errors = attempts.get(row.mutation.mutation_id) or []
-        # A step that failed for good recorded its last attempt both as an error and as the row.
-        row.earlier_calls = errors[:-1] if row.mutation.status == Mutation.Status.FAILED else errors
+    entries: dict[str | None, list[MutationRef]] = {}
+    for ref in refs:
+        entries.setdefault(ref.run_id, []).append(ref)
+    started = {e.run_id: e.timestamp for e in events if e.kind == RuntimeEvent.Kind.RUN_STARTED}
+    return [
+        RunView(
+            run=run,
+            steps=steps[run.run_id],
+            entries=entries.get(run.run_id, []),
+            started_at=started.get(run.run_id),
+            all_rows=all_rows,
+        )
+        for run in runs
+    ]

@@ -10,9 +10,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from controlplane.access.tenancy import can_operate, current_membership
 from controlplane.pages import queries
+from controlplane.pages.decisions import HTMX_STOP_POLLING, HtmxHttpRequest
 from mutations.services import Surface
 from runs.models import RunStatus
 from runs.rollback import RollbackRefused, retry_rollback, rollback_evidence
@@ -20,17 +22,23 @@ from runs.rollback import RollbackRefused, retry_rollback, rollback_evidence
 
 @require_GET
 @login_required
-def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
+@vary_on_headers("HX-Request")
+def run_detail(request: HtmxHttpRequest, run_id: str) -> HttpResponse:
+    """Show a run; while it is live the page polls itself (htmx renders the ``run``
+    partial), and the first answer after it ends stops the polling."""
     membership = current_membership(request)
-    run = queries.get_run(membership.org, run_id)
+    view = queries.run_view(membership.org, run_id, all_rows=request.GET.get("rows") == "all")
+    template, status = "controlplane/run_detail.html", 200
+    if request.htmx:
+        template += "#run"
+        status = 200 if view.live else HTMX_STOP_POLLING
     context = {
         "org": membership.org,
-        "run": run,
-        "steps": run.steps.select_related("mutation").order_by("started_at", "id"),
-        "evidence": rollback_evidence(run),
-        "can_retry": can_operate(membership) and run.status == RunStatus.COMPENSATION_FAILED,
+        "view": view,
+        "run": view.run,
+        "can_retry": can_operate(membership) and view.run.status == RunStatus.COMPENSATION_FAILED,
     }
-    return render(request, "controlplane/run_detail.html", context)
+    return render(request, template, context, status=status)
 
 
 @require_POST

@@ -1,139 +1,377 @@
-"""The drawn timeline: one lane per platform, time across, a mark per mutation coloured by
-status, an arrow from each compensation back to the change it reverses, retries as ticks.
+"""The drawn timeline of a run: a lane per step and per compensation, time across, a bar
+per attempt from its start to its end coloured by outcome, the waits between attempts as
+dashed lines, an arrow from each compensation to the step it reverses, and the approval
+wait as a labelled gap.
 
-Built as a string: a decision can have a thousand mutations and this stays cheap.
+Every bar is focusable and named (its error included), and shows its details in the strip
+under the axis on hover and focus; the page has the same attempts as a table. A run with
+too many attempts to draw one by one is drawn as counts per slice of time instead
+(``controlplane.pages.timeline_counts``). Built as a string: this stays cheap for thousands
+of attempts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from controlplane.pages.attempts import COMPENSATION, SKIPPED, AttemptView, Lane
+from controlplane.pages.timeline_scale import BREAK_WIDTH, TimeScale
+from controlplane.templatetags.backstop import duration
+
 WIDTH = 960
-LEFT = 96  # room for the lane labels
+LABEL_WIDTH = 190  # room for the lane labels
 RIGHT = 24
-TOP = 28
-LANE = 56
-MARK_RADIUS = 7
+TOP = 8
+LANE = 30
+BAR = 14
+AXIS = 30
+TIP = 40  # two lines of details under the axis
+MIN_BAR = 3.0  # px: an attempt of a millisecond stays visible
+MAX_BARS = 150  # above this, or MAX_LANES, the run is drawn as counts
+MAX_LANES = 24
+LABEL_CHARS = 26
+TIP_LINE = 120  # characters of a line of details
+TIP_X = 12
+OUTCOME_WORDS = {
+    "succeeded": "succeeded",
+    "retried": "failed, tried again",
+    "failed": "failed",
+    "skipped": "skipped",
+}
 
 
 @dataclass(frozen=True)
-class Mark:
-    mutation_id: str
-    number: int
-    platform: str
-    status: str
-    at: datetime
-    label: str
-    reverses: str | None = None  # mutation_id of the original
+class ApprovalSpan:
+    """A held run's wait for a person."""
+
+    requested_at: datetime
+    decided_at: datetime | None
+    status: str  # pending | approved | rejected | expired
+    decided_by: str = ""
+
+    @property
+    def words(self) -> str:
+        if self.status == "pending":
+            return "waiting for an approver"
+        if self.status == "expired":
+            return "expired without an approver"
+        who = f" by {self.decided_by}" if self.decided_by else ""
+        return f"{self.status}{who}"
 
 
 @dataclass(frozen=True)
-class Tick:
-    platform: str
-    at: datetime
-    label: str
+class Track:
+    """One run to draw."""
+
+    run_id: str
+    lanes: list[Lane]
+    attempts: list[AttemptView]
+    start: datetime  # the run's creation
+    end: datetime  # its finish, or now while it runs
+    approval: ApprovalSpan | None = None
+    started_at: datetime | None = None  # when it started running (after its approval)
+
+    @property
+    def dom_id(self) -> str:
+        return f"tl-{self.run_id}"
+
+    @property
+    def too_many(self) -> bool:
+        return len(self.attempts) > MAX_BARS or len(self.lanes) > MAX_LANES
 
 
-def draw(marks: list[Mark], ticks: Iterable[Tick]) -> SafeString:
-    if not marks:
+def attempt_label(attempt: AttemptView, start: datetime) -> str:
+    """Return what a bar says: step, attempt, outcome, duration, when, and its error."""
+    kind = "compensation " if attempt.kind == COMPENSATION else ""
+    at = duration(attempt.started_at - start) or "0 ms"
+    if attempt.outcome == SKIPPED:
+        return f"{kind}{attempt.name}: skipped at +{at}: {attempt.error}"
+    text = (
+        f"{kind}{attempt.name} attempt {attempt.number}: {OUTCOME_WORDS[attempt.outcome]} "
+        f"after {duration(attempt.duration)}, started +{at}"
+    )
+    return f"{text}: {attempt.error}" if attempt.error else text
+
+
+def draw(track: Track) -> SafeString:
+    """Return the SVG of one run, a bar per attempt (see ``Track.too_many``)."""
+    if not track.attempts and track.approval is None:
         return mark_safe("")
-    lanes = list(dict.fromkeys(m.platform for m in marks))
-    ticks = [t for t in ticks if t.platform in lanes]
-    moments = [m.at for m in marks] + [t.at for t in ticks]
-    scale = _Scale(lanes=lanes, start=min(moments), end=max(moments))
-    where = {m.mutation_id: (scale.x(m.at), scale.y(m.platform)) for m in marks}
-    parts = [_head(scale, len(marks))]
-    parts += [_lane(scale, platform) for platform in lanes]
-    parts += [_retry(scale, tick) for tick in ticks]
-    parts += [_undo_arrow(mark, where) for mark in marks if mark.reverses in where]
-    parts += [_mark(mark, where) for mark in marks]
-    parts.append(_axis(scale))
+    lanes = ([_APPROVAL_LANE] if track.approval else []) + [lane.key for lane in track.lanes]
+    scale = _scale(track)
+    canvas = Canvas(track, lanes, scale)
+    parts = [canvas.head(_description(track)), canvas.grid(), canvas.started()]
+    parts += [canvas.lane_label(lane) for lane in track.lanes]
+    if track.approval is not None:
+        parts.append(canvas.approval(track.approval))
+    parts += canvas.waits()
+    parts += canvas.arrows()
+    parts += [canvas.bar(n, attempt) for n, attempt in enumerate(track.attempts)]
+    parts.append(canvas.axis())
     return mark_safe("".join(parts))
 
 
-@dataclass(frozen=True)
-class _Scale:
-    """Where a moment falls across the drawing, and where a platform's lane runs."""
+_APPROVAL_LANE = "approval"
 
-    lanes: list[str]
-    start: datetime
-    end: datetime
+
+def _scale(track: Track) -> TimeScale:
+    approval = track.approval
+    wait = None
+    if approval is not None:
+        wait = (approval.requested_at, approval.decided_at or track.end)
+    ends = [a.finished_at for a in track.attempts] + [
+        lane.next_attempt_at for lane in track.lanes if lane.next_attempt_at
+    ]
+    end = max([track.end, *ends])
+    return TimeScale.fit(track.start, end, LABEL_WIDTH, WIDTH - RIGHT, wait=wait)
+
+
+def _description(track: Track) -> str:
+    steps = sum(lane.kind != COMPENSATION for lane in track.lanes)
+    undo = len(track.lanes) - steps
+    text = (
+        f"{len(track.attempts)} attempt(s) of {steps} step(s) and {undo} compensation(s) "
+        f"over {duration(track.end - track.start) or '0 ms'}; bars from start to end, "
+        "dashed lines for the waits between attempts, arrows from each compensation to "
+        "the step it reverses."
+    )
+    if track.approval is not None:
+        text += f" Approval: {track.approval.words}."
+    return text
+
+
+class Canvas:
+    """The drawing's geometry and its parts, each returned as SVG text."""
+
+    def __init__(self, track: Track, lanes: list[str], scale: TimeScale) -> None:
+        self.track, self.lanes, self.scale = track, lanes, scale
+        self.id = track.dom_id
+        self.height = TOP + LANE * len(lanes) + AXIS + TIP
+        # Where the next attempt of the same lane starts: a bar widened to stay visible
+        # stops there, so that no two bars of a lane overlap.
+        self.room: dict[int, float] = {}
+        following: dict[str, float] = {}
+        for n in range(len(track.attempts) - 1, -1, -1):
+            attempt = track.attempts[n]
+            self.room[n] = following.get(attempt.lane, WIDTH - RIGHT)
+            following[attempt.lane] = scale.x(attempt.started_at)
+
+    def y(self, lane: str) -> float:
+        return TOP + LANE * self.lanes.index(lane) + LANE / 2
 
     @property
-    def height(self) -> int:
-        return TOP + LANE * len(self.lanes) + 24
+    def axis_y(self) -> float:
+        return TOP + LANE * len(self.lanes) + 4
 
-    def x(self, at: datetime) -> float:
-        span = (self.end - self.start).total_seconds() or 1.0
-        return LEFT + (WIDTH - LEFT - RIGHT) * (at - self.start).total_seconds() / span
+    @property
+    def tip_y(self) -> float:
+        return self.axis_y + AXIS + 8
 
-    def y(self, platform: str) -> float:
-        return TOP + LANE * self.lanes.index(platform) + LANE / 2
+    def head(self, description: str) -> str:
+        return (
+            f'<svg class="timeline-svg" id="{self.id}" viewBox="0 0 {WIDTH} {self.height}" '
+            f'role="group" aria-labelledby="{self.id}-title {self.id}-desc" '
+            'xmlns="http://www.w3.org/2000/svg">'
+            f'<title id="{self.id}-title">Timeline of run {self.track.run_id}</title>'
+            f'<desc id="{self.id}-desc">{escape(description)}</desc>'
+            f'<defs><marker id="{self.id}-arrow" viewBox="0 0 10 10" refX="9" refY="5" '
+            'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
+            '<path d="M0,0 L10,5 L0,10 z" class="tl-arrowhead"/></marker></defs>'
+            f'<text class="tl-tip-default" x="{TIP_X}" y="{self.tip_y:.1f}">'
+            "Point at a bar, or Tab to it, for its details.</text>"
+        )
+
+    def grid(self) -> str:
+        bottom = self.axis_y
+        parts = [
+            f'<line class="tl-grid" x1="{t.x:.1f}" y1="{TOP}" x2="{t.x:.1f}" y2="{bottom}"/>'
+            for t in self.scale.ticks()
+        ]
+        for n in range(len(self.lanes)):
+            if n % 2:
+                parts.insert(
+                    0,
+                    f'<rect class="tl-stripe" x="0" y="{TOP + LANE * n}" width="{WIDTH}" '
+                    f'height="{LANE}"/>',
+                )
+        if self.scale.gap is not None:
+            x = self.scale.x(self.scale.gap[0])
+            parts.append(
+                f'<rect class="tl-break" x="{x:.1f}" y="{TOP}" width="{BREAK_WIDTH}" '
+                f'height="{bottom - TOP:.1f}"/>'
+            )
+        return "".join(parts)
+
+    def started(self) -> str:
+        """A line where the run started running: after a claim, or after its approval."""
+        started = self.track.started_at
+        if started is None:
+            return ""
+        x = self.scale.x(started)
+        at = duration(started - self.track.start) or "0 ms"
+        return (
+            f'<line class="tl-start" x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{self.axis_y}">'
+            f"<title>run started +{at}</title></line>"
+        )
+
+    def lane_label(self, lane: Lane) -> str:
+        y = self.y(lane.key)
+        name = ("\u21a9 " if lane.kind == COMPENSATION else "") + lane.name
+        shown = name if len(name) <= LABEL_CHARS else name[: LABEL_CHARS - 1] + "\u2026"
+        platform = f" ({lane.platform})" if lane.platform else ""
+        return (
+            f'<text class="tl-lane-label" x="{LABEL_WIDTH - 10}" y="{y + 4:.1f}" '
+            f'text-anchor="end"><title>{escape(name + platform)}</title>{escape(shown)}</text>'
+        )
+
+    def approval(self, approval: ApprovalSpan) -> str:
+        y = self.y(_APPROVAL_LANE)
+        x1 = self.scale.x(approval.requested_at)
+        x2 = self.scale.x(approval.decided_at or self.track.end)
+        waited = duration((approval.decided_at or self.track.end) - approval.requested_at)
+        text = f"{approval.words} after {waited or '0 ms'}"
+        label = f"Approval: {text}"
+        anchor, tx = ("end", x1 - 6) if x2 + 8 + 7 * len(text) > WIDTH else ("start", x2 + 6)
+        return (
+            f'<text class="tl-lane-label" x="{LABEL_WIDTH - 10}" y="{y + 4:.1f}" '
+            'text-anchor="end">approval</text>'
+            f'<g class="tl-bar tl-approval" id="{self.id}-approval" tabindex="0" role="img" '
+            f'aria-label="{escape(label)}"><title>{escape(label)}</title>'
+            f'<rect x="{x1:.1f}" y="{y - BAR / 2:.1f}" width="{max(x2 - x1, MIN_BAR):.1f}" '
+            f'height="{BAR}" rx="2"/>{self._tip(label)}</g>'
+            f'<text class="tl-approval-label" x="{tx:.1f}" y="{y + 4:.1f}" '
+            f'text-anchor="{anchor}">{escape(text)}</text>'
+        )
+
+    def waits(self) -> list[str]:
+        """Dashed lines between consecutive attempts of a lane, and to a retry not yet made."""
+        parts = []
+        last: dict[str, AttemptView] = {}
+        for attempt in self.track.attempts:
+            before = last.get(attempt.lane)
+            last[attempt.lane] = attempt
+            if before is None:
+                continue
+            waited = duration(attempt.started_at - before.finished_at) or "0 ms"
+            parts.append(
+                self._wait(
+                    attempt.lane,
+                    before.finished_at,
+                    attempt.started_at,
+                    f"waited {waited} before attempt {attempt.number}",
+                )
+            )
+        for lane in self.track.lanes:
+            if lane.next_attempt_at is not None and lane.key in last:
+                parts.append(
+                    self._wait(
+                        lane.key,
+                        last[lane.key].finished_at,
+                        lane.next_attempt_at,
+                        f"next attempt of {lane.name} due "
+                        f"+{duration(lane.next_attempt_at - self.track.start)}",
+                        extra=" tl-next",
+                    )
+                )
+        return parts
+
+    def _wait(
+        self, lane: str, begin: datetime, until: datetime, label: str, extra: str = ""
+    ) -> str:
+        y = self.y(lane)
+        return (
+            f'<line class="tl-retry{extra}" x1="{self.scale.x(begin):.1f}" y1="{y:.1f}" '
+            f'x2="{self.scale.x(until):.1f}" y2="{y:.1f}"><title>{escape(label)}</title></line>'
+        )
+
+    def arrows(self) -> list[str]:
+        """An arrow from each compensation's last attempt to the attempt it reverses."""
+        applied = {a.mutation_id: a for a in self.track.attempts if a.mutation_id}
+        last: dict[str, AttemptView] = {}
+        for attempt in self.track.attempts:
+            if attempt.is_compensation and attempt.compensates_id in applied:
+                last[attempt.lane] = attempt
+        parts = []
+        for undo in last.values():
+            done = applied[undo.compensates_id or ""]
+            x1, y1 = self.scale.x(undo.started_at), self.y(undo.lane)
+            x2 = self.scale.x(done.started_at) + self._width(done)
+            y2 = self.y(done.lane) + BAR / 2
+            bend = max(x1 - x2, 40.0) / 2
+            failed = " tl-undo-failed" if undo.outcome != "succeeded" else ""
+            parts.append(
+                f'<path class="tl-undo{failed}" data-from="{undo.mutation_id or ""}" '
+                f'data-to="{done.mutation_id}" d="M{x1:.1f},{y1:.1f} C{x1 - bend:.1f},{y1:.1f} '
+                f'{x2 + bend / 4:.1f},{y2 + LANE / 2:.1f} {x2:.1f},{y2 + 1:.1f}" '
+                f'marker-end="url(#{self.id}-arrow)"/>'
+            )
+        return parts
+
+    def _width(self, attempt: AttemptView, n: int | None = None) -> float:
+        start = self.scale.x(attempt.started_at)
+        span = self.scale.x(attempt.finished_at) - start
+        room = self.room.get(n, WIDTH - RIGHT) - start - 1 if n is not None else MIN_BAR
+        return max(span, min(MIN_BAR, room), 1.0)
+
+    def bar(self, n: int, attempt: AttemptView) -> str:
+        label = attempt_label(attempt, self.track.start)
+        x, y = self.scale.x(attempt.started_at), self.y(attempt.lane)
+        comp = " tl-comp" if attempt.is_compensation else ""
+        if attempt.outcome == SKIPPED:
+            shape = f'<path d="M{x:.1f},{y - 7:.1f} l7,7 l-7,7 l-7,-7 z"/>'  # a diamond: no call
+        else:
+            shape = (
+                f'<rect x="{x:.1f}" y="{y - BAR / 2:.1f}" width="{self._width(attempt, n):.1f}" '
+                f'height="{BAR}" rx="2"/>'
+            )
+        mutation = f' data-mutation="{attempt.mutation_id}"' if attempt.mutation_id else ""
+        return (
+            f'<g class="tl-bar tl-{attempt.outcome}{comp}" id="{self.id}-a{n}" tabindex="0" '
+            f'role="img" aria-label="{escape(label)}"{mutation}>'
+            f"<title>{escape(label)}</title>{shape}{self._tip(label)}</g>"
+        )
+
+    def _tip(self, label: str) -> str:
+        """Return a bar's details for the strip under the axis, on two lines at most."""
+        first, rest = _split(label, TIP_LINE)
+        second, left = _split(rest, TIP_LINE)
+        if left:
+            second = second[: TIP_LINE - 1] + "\u2026"
+        lines = f'<tspan x="{TIP_X}" dy="0">{escape(first)}</tspan>'
+        if second:
+            lines += f'<tspan x="{TIP_X}" dy="15">{escape(second)}</tspan>'
+        return f'<text class="tl-tip" aria-hidden="true" y="{self.tip_y:.1f}">{lines}</text>'
+
+    def axis(self) -> str:
+        y = self.axis_y
+        parts = [
+            f'<line class="tl-axis-line" x1="{LABEL_WIDTH}" y1="{y}" x2="{WIDTH - RIGHT}" '
+            f'y2="{y}"/>'
+        ]
+        restart = self.track.approval.status if self.track.approval else "+0"
+        for tick in self.scale.ticks(restart=restart):
+            parts.append(
+                f'<text class="tl-axis" x="{tick.x:.1f}" y="{y + 16}" text-anchor="middle">'
+                f"{escape(tick.label)}</text>"
+            )
+        if self.scale.gap is not None:  # the axis broken where the wait is shortened
+            x = self.scale.x(self.scale.gap[0])
+            parts.append(
+                f'<path class="tl-axis-break" d="M{x + 2:.1f},{y + 6} l6,-12 '
+                f'M{x + BREAK_WIDTH - 8:.1f},{y + 6} l6,-12"/>'
+            )
+        parts.append(f'<text class="tl-axis" x="8" y="{y + 16}">time since created</text></svg>')
+        return "".join(parts)
 
 
-def _head(scale: _Scale, count: int) -> str:
-    return (
-        f'<svg class="timeline-svg" viewBox="0 0 {WIDTH} {scale.height}" role="img" '
-        f'aria-labelledby="tl-title tl-desc" xmlns="http://www.w3.org/2000/svg">'
-        '<title id="tl-title">Timeline of the mutations by platform</title>'
-        f'<desc id="tl-desc">{count} mutation(s) on {len(scale.lanes)} platform lane(s), '
-        f"from {scale.start:%H:%M:%S} to {scale.end:%H:%M:%S} UTC; arrows link each "
-        "compensation to the change it reverses.</desc>"
-        '<defs><marker id="tl-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-        'class="tl-arrowhead"/></marker></defs>'
-    )
-
-
-def _lane(scale: _Scale, platform: str) -> str:
-    lane_y = scale.y(platform)
-    return (
-        f'<g class="tl-lane"><text x="8" y="{lane_y + 4:.1f}">{escape(platform)}</text>'
-        f'<line x1="{LEFT}" y1="{lane_y:.1f}" x2="{WIDTH - RIGHT}" y2="{lane_y:.1f}"/></g>'
-    )
-
-
-def _retry(scale: _Scale, tick: Tick) -> str:
-    tx, ty = scale.x(tick.at), scale.y(tick.platform)
-    return (
-        f'<line class="tl-retry" x1="{tx:.1f}" y1="{ty - 12:.1f}" x2="{tx:.1f}" '
-        f'y2="{ty - 4:.1f}"><title>{escape(tick.label)}</title></line>'
-    )
-
-
-def _undo_arrow(mark: Mark, where: dict[str, tuple[float, float]]) -> str:
-    """An arc over the lanes from a compensation back to the change it reverses."""
-    (x1, y1), (x2, y2) = where[mark.mutation_id], where[mark.reverses or ""]
-    bend = min(y1, y2) - LANE * 0.45
-    return (
-        f'<path class="tl-undo" data-from="{mark.mutation_id}" data-to="{mark.reverses}" '
-        f'd="M{x1:.1f},{y1 - MARK_RADIUS:.1f} Q{(x1 + x2) / 2:.1f},{bend:.1f} '
-        f'{x2 + 2:.1f},{y2 - MARK_RADIUS - 1:.1f}" marker-end="url(#tl-arrow)"/>'
-    )
-
-
-def _mark(mark: Mark, where: dict[str, tuple[float, float]]) -> str:
-    mx, my = where[mark.mutation_id]
-    return (
-        f'<a href="#{mark.mutation_id}"><circle class="tl-mark tl-{escape(mark.status)}" '
-        f'data-mutation="{mark.mutation_id}" cx="{mx:.1f}" cy="{my:.1f}" r="{MARK_RADIUS}">'
-        f"<title>{escape(mark.label)}</title></circle></a>"
-    )
-
-
-def _axis(scale: _Scale) -> str:
-    axis_y = TOP + LANE * len(scale.lanes) + 14
-    return (
-        f'<text class="tl-axis" x="{LEFT}" y="{axis_y}">{_clock(scale.start)}</text>'
-        f'<text class="tl-axis" x="{WIDTH - RIGHT}" y="{axis_y}" text-anchor="end">'
-        f"{_clock(scale.end)}</text></svg>"
-    )
-
-
-def _clock(moment: datetime) -> str:
-    return f"{moment:%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+def _split(text: str, width: int) -> tuple[str, str]:
+    """Return the first line of ``text`` (cut at a space when it can be) and the rest."""
+    if len(text) <= width:
+        return text, ""
+    cut = text.rfind(" ", 0, width)
+    cut = cut if cut > width // 2 else width
+    return text[:cut], text[cut:].lstrip()

@@ -101,7 +101,7 @@ def test_raw_json_on_the_page_equals_the_api(agent: ServiceAccount, viewer: Clie
     api = viewer.get(f"/api/v1/mutations/?decision_id={decision.id}").json()
     assert json.loads(unescape(raw)) == api
     assert html.count('class="tl-undo"') == 3  # one arrow per compensation
-    assert html.count('class="tl-mark') == 6
+    assert html.count('class="tl-bar tl-succeeded') == 6  # one bar per attempt
 
 
 def test_every_page_of_another_org_is_not_found(
