@@ -70,6 +70,13 @@ class DecisionInSerializer(serializers.Serializer[dict[str, Any]]):
             )
         return value
 
+    def validate_action(self, value: dict[str, Any]) -> dict[str, Any]:
+        where = _nul_in(value)
+        if where is not None:
+            # PostgreSQL's JSON cannot hold it, and no platform wants it.
+            raise serializers.ValidationError({where: ["Must not contain the NUL character."]})
+        return value
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         action = attrs["action"]
         if action.get("type") != attrs["type"]:
@@ -89,3 +96,22 @@ class DecisionInSerializer(serializers.Serializer[dict[str, Any]]):
                 }
             )
         return attrs
+
+
+def _nul_in(value: Any, path: str = "") -> str | None:
+    """Return where in a JSON value a key or a string holds the NUL character, if anywhere."""
+    if isinstance(value, str):
+        return path or "value" if "\x00" in value else None
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return f"{path}.{key!r}".lstrip(".")
+            items.append((f"{path}.{key}".lstrip("."), item))
+    elif isinstance(value, list):
+        items = [(f"{path}[{n}]", item) for n, item in enumerate(value)]
+    for where, item in items:
+        found = _nul_in(item, where)
+        if found is not None:
+            return found
+    return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -222,4 +222,7 @@ def _parse_time(value: str) -> datetime:
     moment = parse_datetime(value)
     if moment is None:
         raise ValueError(f"{value!r} is not an ISO 8601 date and time.")
-    return moment
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    # Stored in UTC: an offset may be any Python allows (±23:59), PostgreSQL's stop at 15:59.
+    return moment.astimezone(UTC)

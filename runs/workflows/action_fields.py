@@ -12,7 +12,10 @@ from mutations.yamltext import LineMapping, Problem, unknown_keys
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 FIELD_KEYS = frozenset({"type", "required", "enum", "description"})
 JSON_TYPES = {"list": "array"}  # a field's type -> its JSON Schema type, where they differ
-NON_BLANK = "\\S"  # a string with something in it besides spaces
+NO_NUL = "^[^\\u0000]*$"  # text refuses the NUL character (PostgreSQL's JSON cannot hold it)
+NON_BLANK = "^[^\\u0000]*\\S[^\\u0000]*$"  # and a required field's needs a non-space
+# A value inside an object or list field: text without NUL, numbers, true/false, null.
+SCALAR = {"type": ["string", "number", "boolean", "null"], "pattern": NO_NUL}
 FIELD_TYPES: dict[str, Any] = {  # an action field's declared type: the values it accepts
     "string": str,
     "integer": int,
@@ -88,15 +91,24 @@ def fields_schema(fields: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         kind = str(spec.get("type", "string"))
         prop: dict[str, Any] = {"type": JSON_TYPES.get(kind, kind)}
         if kind == "string":
-            prop["minLength"] = 1
             prop["pattern"] = NON_BLANK
+        elif kind == "object":
+            prop.update(propertyNames={"pattern": NO_NUL}, additionalProperties=SCALAR)
+        elif kind == "list":
+            prop["items"] = SCALAR
         if "enum" in spec:
             prop["enum"] = list(spec["enum"])
         if "description" in spec:
             prop["description"] = str(spec["description"])
         properties[name] = prop
     required = [name for name, spec in fields.items() if spec.get("required", True)]
-    return {"type": "object", "properties": properties, "required": required}
+    # Keys it does not declare are passed over by its checks; the schema leaves them out.
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
 
 
 def type_error(value: Any, kind: str) -> bool:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from runs.workflows.action_fields import NO_NUL, NON_BLANK
 from runs.workflows.registry import Workflow
+
+__all__ = ["DECISION_ID_PATTERN", "NO_NUL", "PRIORITIES", "action_schema", "decision_schema"]
 
 PRIORITIES = ("low", "medium", "high", "critical")
 DECISION_ID_PATTERN = "^dec_[0-9A-Z]{26}$"
-NO_NUL = "^[^\\u0000]*$"  # text fields refuse the NUL character
-NON_BLANK_TEXT = "^[^\\u0000]*\\S[^\\u0000]*$"  # and required ones need a non-space
 
 
 def action_schema(workflow: Workflow) -> dict[str, Any]:
@@ -71,4 +72,4 @@ def decision_schema(workflows: list[Workflow]) -> dict[str, Any]:
 
 def text(max_length: int) -> dict[str, Any]:
     """Return the schema of a required text field of at most ``max_length`` characters."""
-    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": NON_BLANK_TEXT}
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": NON_BLANK}

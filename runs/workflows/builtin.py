@@ -8,6 +8,7 @@ from typing import Any
 
 from mutations.connectors import Change, known_platforms
 from runs.retry import RetryPolicy
+from runs.workflows.action_fields import NO_NUL
 from runs.workflows.registry import (
     Compensation,
     DecisionDoc,
@@ -132,7 +133,8 @@ def validate_pause(action: Mapping[str, Any]) -> dict[str, str]:
 SCOPE_SCHEMA = {
     "type": "object",
     "minProperties": 1,
-    "additionalProperties": {"type": "string"},
+    "propertyNames": {"pattern": NO_NUL},
+    "additionalProperties": {"type": "string", "pattern": NO_NUL},
     "description": 'the campaigns in scope, e.g. {"market": "all"}',
 }
 MONEY_SCHEMA = {
@@ -148,7 +150,14 @@ def _channel(description: str) -> dict[str, Any]:
 
 
 def _object(properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": list(properties), **extra}
+    # Keys the checks do not look at are passed over; the schema leaves them out.
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+        **extra,
+    }
 
 
 def rebalance_schema() -> dict[str, Any]:
@@ -166,7 +175,7 @@ def rebalance_schema() -> dict[str, Any]:
             for p in known_platforms()
         ],
     )
-    schema["properties"]["reason"] = {"type": "string"}
+    schema["properties"]["reason"] = {"type": "string", "pattern": NO_NUL}
     return schema
 
 

@@ -85,3 +85,24 @@ def test_odd_ids_are_not_found(api: Client, bad: str) -> None:
     assert api.get("/api/v1/mutations/", {"decision_id": bad}).status_code == 404
     assert api.get("/api/v1/events/", {"decision_id": bad}).status_code == 404
     assert api.get(f"/decisions/{bad.replace('%', '%25')}/").status_code == 404
+
+
+def test_any_utc_offset_python_reads_is_stored_in_utc(api: Client) -> None:
+    """PostgreSQL's offsets stop at 15:59; ISO 8601 and Python's go to 23:59."""
+    document = {**load_fixture("seed_decision.json"), "computed_at": "2026-04-22T18:12:11+18:03"}
+    response = api.post("/api/v1/decisions/", document, content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert response.json()["computed_at"] == "2026-04-22T18:12:11+18:03"  # as sent
+    stored = Decision.objects.get(pk=document["id"]).computed_at
+    assert stored.isoformat() == "2026-04-22T00:09:11+00:00"
+
+
+def test_nul_anywhere_in_the_action_is_refused_naming_where(api: Client) -> None:
+    document = load_fixture("seed_decision.json")
+    document["action"]["scope"] = {"market": "all", "re\x00gion": "eu"}
+    response = api.post("/api/v1/decisions/", document, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {
+        "action.scope.'re\\x00gion'": ["Must not contain the NUL character."]
+    }
+    assert nothing_stored()
