@@ -8,69 +8,26 @@ what ``mutations.hashing.snapshot_scopes`` returned, kept on the run (``before_s
 
 from __future__ import annotations
 
-import copy
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
+from controlplane.pages.state_replay import LoggedChange, PathStep, replay
+from controlplane.pages.state_values import (
+    field_delta,
+    field_label,
+    field_value,
+    fields_of,
+    objects_of,
+)
 from mutations.hashing import state_hash
-from mutations.models import Mutation
 from runs.models import RunStatus
 
-MINUS = "\u2212"
-APPLIED = frozenset({Mutation.Status.SUCCESS, Mutation.Status.ROLLED_BACK})
 # Statuses whose run had to leave the state as it found it: a rollback ran, or nothing applied.
 NET_ZERO_EXPECTED = frozenset(
     {RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED, RunStatus.FAILED}
 )
-# Keys Backstop adds to a compensation's payload: bookkeeping, not a change.
-LINK_KEYS = frozenset({"compensates_mutation_id", "compensation_reason"})
-LABEL_KEYS = ("campaign_id", "id", "name", "key")  # what names an object in a list
 PATH_HEAD, PATH_TAIL = 4, 3  # values shown around "n more" on a long path
-
-
-class LoggedChange(Protocol):
-    """What the replay needs of a Mutation Log entry."""
-
-    @property
-    def mutation_id(self) -> str: ...
-
-    @property
-    def number(self) -> int: ...
-
-    @property
-    def step_id(self) -> str: ...
-
-    @property
-    def platform(self) -> str: ...
-
-    @property
-    def mutation_type(self) -> str: ...
-
-    @property
-    def status(self) -> str: ...
-
-    @property
-    def target(self) -> dict[str, Any]: ...
-
-    @property
-    def payload(self) -> dict[str, Any]: ...
-
-    @property
-    def result(self) -> Any: ...
-
-
-@dataclass(frozen=True)
-class PathStep:
-    """A field's value after one logged change."""
-
-    value: str
-    raw: Any
-    number: int
-    step_id: str
-    mutation_id: str
 
 
 @dataclass
@@ -169,7 +126,7 @@ class StateComparison:
         return sentences
 
     @property
-    def changed_objects(self) -> int:
+    def changedobjects_of(self) -> int:
         return sum(obj.changed for obj in self.objects)
 
 
@@ -201,9 +158,9 @@ def compare(
             comparison.proof_broken.append(name)
     if before is None:
         return comparison
-    paths, notes, implied = _replay(before, scope, changes, currency)
-    before_objects = _objects(before, scope)
-    after_objects = _objects(after, scope) if after is not None else {}
+    paths, notes, implied = replay(before, scope, changes, currency)
+    before_objects = objects_of(before, scope)
+    after_objects = objects_of(after, scope) if after is not None else {}
     for (platform, label), old in before_objects.items():
         new = after_objects.get((platform, label), old) if after is not None else old
         comparison.objects.append(
@@ -228,49 +185,6 @@ def compare(
     return comparison
 
 
-# ---- objects and fields ------------------------------------------------------------------
-
-ObjectKey = tuple[str, str]  # platform, label
-
-
-def _objects(snapshot: dict[str, Any], scope: dict[str, Any]) -> dict[ObjectKey, Any]:
-    """Return each platform object of a snapshot by (platform, label): the items of a
-    platform's list (a sandbox's campaigns), or a platform's one object (None: absent)."""
-    found: dict[ObjectKey, Any] = {}
-    for platform in sorted(snapshot):
-        state = snapshot[platform]
-        if isinstance(state, list):
-            for n, item in enumerate(state, start=1):
-                found[(platform, _item_label(item, n))] = item
-        else:
-            found[(platform, _target_label(scope.get(platform)))] = state
-    return found
-
-
-def _item_label(item: Any, n: int) -> str:
-    if isinstance(item, dict):
-        for key in LABEL_KEYS:
-            if isinstance(item.get(key), str | int):
-                return str(item[key])
-    return f"#{n}"
-
-
-def _target_label(target: Any) -> str:
-    """Name a platform's one object by its scope target: ``group=payments-oncall``."""
-    if not isinstance(target, dict) or not target:
-        return "state"
-    request = target.get("request")
-    if len(target) == 1 and isinstance(request, dict) and "path" in request:
-        return str(request["path"])
-    return ", ".join(f"{k}={v}" for k, v in sorted(target.items()))
-
-
-def _fields(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    return {} if value is None else {"value": value}
-
-
 def _object(
     platform: str,
     label: str,
@@ -283,7 +197,7 @@ def _object(
     drift: bool,
     note: str = "",
 ) -> ObjectComparison:
-    before, after = _fields(old), _fields(new)
+    before, after = fields_of(old), fields_of(new)
     rows = []
     for name in list(dict.fromkeys([*before, *after])):
         b, a = before.get(name), after.get(name)
@@ -303,140 +217,3 @@ def _object(
         rows.append(row)
     exists = {"before_exists": old is not None, "after_exists": new is not None}
     return ObjectComparison(platform, label, rows, note=note, **exists)
-
-
-def field_label(name: str) -> str:
-    """Return a field's name in words: ``daily_budget_micros`` -> daily budget."""
-    return name.removesuffix("_micros").replace("_", " ")
-
-
-def field_value(name: str, value: Any, currency: str = "USD") -> str:
-    """Return a field's value as a person reads it: money for ``*_micros``."""
-    if value is None:
-        return "\u2014"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if name.endswith("_micros") and isinstance(value, int):
-        return money(Decimal(value) / 1_000_000, currency)
-    if isinstance(value, list):
-        return ", ".join(field_value("", item, currency) for item in value) or "none"
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True, separators=(", ", ": "))
-    return str(value)
-
-
-def money(amount: Decimal, currency: str, *, signed: bool = False) -> str:
-    sign = (MINUS if amount < 0 else "+") if signed else (MINUS if amount < 0 else "")
-    text = f"{abs(amount):,.2f}"
-    return f"{sign}${text}" if currency == "USD" else f"{sign}{text} {currency}"
-
-
-def field_delta(name: str, before: Any, after: Any, currency: str = "USD") -> str:
-    """Return the signed difference of a number that changed (a minus sign and $800.00),
-    else ""."""
-    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (before, after))
-    if not numbers or before == after:
-        return ""
-    if name.endswith("_micros") and isinstance(before, int) and isinstance(after, int):
-        return money(Decimal(after - before) / 1_000_000, currency, signed=True)
-    difference = after - before
-    return f"{MINUS if difference < 0 else '+'}{abs(difference):g}"
-
-
-# ---- replaying the log -------------------------------------------------------------------
-
-
-def _replay(
-    before: dict[str, Any], scope: dict[str, Any], changes: Sequence[LoggedChange], currency: str
-) -> tuple[dict[ObjectKey, dict[str, list[PathStep]]], dict[str, str], dict[ObjectKey, Any]]:
-    """Apply the applied changes to the before-state in order; return each field's values
-    after each change that moved it, a note per platform whose changes the log does not
-    explain, and the fields the log implies at the end."""
-    state = copy.deepcopy(before)
-    paths: dict[ObjectKey, dict[str, list[PathStep]]] = {}
-    notes: dict[str, str] = {}
-    for change in changes:
-        platform = change.platform
-        if change.status not in APPLIED or platform not in state or platform in notes:
-            continue
-        old = _objects({platform: state[platform]}, scope)
-        new_state = _apply(state[platform], change)
-        if new_state is _UNKNOWN:
-            notes[platform] = (
-                f"The values after #{change.number} {change.step_id} are not known from the "
-                "Mutation Log; the after column is the state read."
-            )
-            continue
-        state[platform] = new_state
-        for key, item in _objects({platform: new_state}, scope).items():
-            previous = _fields(old.get(key))
-            for name, value in _fields(item).items():
-                if previous.get(name) != value:
-                    paths.setdefault(key, {}).setdefault(name, []).append(
-                        PathStep(
-                            field_value(name, value, currency),
-                            value,
-                            change.number,
-                            change.step_id,
-                            change.mutation_id,
-                        )
-                    )
-    implied = {
-        key: _fields(item) for key, item in _objects(state, scope).items() if key[0] not in notes
-    }
-    return paths, notes, implied
-
-
-_UNKNOWN = object()
-
-
-def _apply(state: Any, change: LoggedChange) -> Any:
-    """Return a platform's state after one change, or _UNKNOWN when the log cannot say."""
-    payload = {k: v for k, v in (change.payload or {}).items() if k not in LINK_KEYS}
-    if isinstance(state, list):
-        return _apply_to_items(state, change.target or {}, payload)
-    result = change.result
-    if isinstance(result, dict) and "object" in result:  # the object after it, as answered
-        return copy.deepcopy(result["object"])
-    current = dict(state) if isinstance(state, dict) else {}
-    match change.mutation_type:
-        case "create" | "put":
-            return payload
-        case "delete":
-            return None
-        case "set":
-            return {**current, **payload}
-        case "increment" if all(isinstance(v, int | float) for v in payload.values()):
-            return {**current, **{k: current.get(k, 0) + v for k, v in payload.items()}}
-        case "add" | "remove":
-            return _add_or_remove(current, payload, adding=change.mutation_type == "add")
-    return _UNKNOWN
-
-
-def _apply_to_items(items: list[Any], target: dict[str, Any], payload: dict[str, Any]) -> Any:
-    """Apply a budget delta or a status to the items a target names (the sandbox's way)."""
-    if "daily_budget_delta_micros" in payload:
-        name, delta = "daily_budget_micros", int(payload["daily_budget_delta_micros"])
-    elif "status" in payload:
-        name, delta = "status", None
-    else:
-        return _UNKNOWN
-    changed = []
-    for item in items:
-        if isinstance(item, dict) and all(item.get(k) == v for k, v in target.items() if k in item):
-            item = dict(item)
-            item[name] = item.get(name, 0) + delta if delta is not None else payload["status"]
-        changed.append(item)
-    return changed
-
-
-def _add_or_remove(current: dict[str, Any], payload: dict[str, Any], *, adding: bool) -> Any:
-    after = dict(current)
-    for name, value in payload.items():
-        values = list(after.get(name) or [])
-        if adding:
-            values.append(value)
-        elif value in values:
-            values.remove(value)
-        after[name] = values
-    return after

@@ -12,16 +12,8 @@ from django.utils.safestring import SafeString, mark_safe
 
 from controlplane.pages.attempts import COMPENSATION, FORWARD, AttemptView
 from controlplane.pages.timeline_scale import TimeScale
-from controlplane.pages.timeline_svg import (
-    LABEL_WIDTH,
-    LANE,
-    OUTCOME_WORDS,
-    RIGHT,
-    WIDTH,
-    Canvas,
-    Track,
-    _scale,
-)
+from controlplane.pages.timeline_svg import LABEL_WIDTH, LANE, RIGHT, WIDTH, Canvas, _scale
+from controlplane.pages.timeline_track import OUTCOME_WORDS, Track
 from controlplane.templatetags.backstop import duration
 
 SLICES = 60

@@ -12,7 +12,6 @@ of attempts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from django.utils.html import escape
@@ -20,6 +19,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from controlplane.pages.attempts import COMPENSATION, SKIPPED, AttemptView, Lane
 from controlplane.pages.timeline_scale import BREAK_WIDTH, TimeScale
+from controlplane.pages.timeline_track import ApprovalSpan, Track, attempt_label
 from controlplane.templatetags.backstop import duration
 
 WIDTH = 960
@@ -31,70 +31,10 @@ BAR = 14
 AXIS = 30
 TIP = 40  # two lines of details under the axis
 MIN_BAR = 3.0  # px: an attempt of a millisecond stays visible
-MAX_BARS = 150  # above this, or MAX_LANES, the run is drawn as counts
-MAX_LANES = 24
+HIT_MARGIN = 4.0  # px around a bar that still points at it
 LABEL_CHARS = 26
 TIP_LINE = 120  # characters of a line of details
 TIP_X = 12
-OUTCOME_WORDS = {
-    "succeeded": "succeeded",
-    "retried": "failed, tried again",
-    "failed": "failed",
-    "skipped": "skipped",
-}
-
-
-@dataclass(frozen=True)
-class ApprovalSpan:
-    """A held run's wait for a person."""
-
-    requested_at: datetime
-    decided_at: datetime | None
-    status: str  # pending | approved | rejected | expired
-    decided_by: str = ""
-
-    @property
-    def words(self) -> str:
-        if self.status == "pending":
-            return "waiting for an approver"
-        if self.status == "expired":
-            return "expired without an approver"
-        who = f" by {self.decided_by}" if self.decided_by else ""
-        return f"{self.status}{who}"
-
-
-@dataclass(frozen=True)
-class Track:
-    """One run to draw."""
-
-    run_id: str
-    lanes: list[Lane]
-    attempts: list[AttemptView]
-    start: datetime  # the run's creation
-    end: datetime  # its finish, or now while it runs
-    approval: ApprovalSpan | None = None
-    started_at: datetime | None = None  # when it started running (after its approval)
-
-    @property
-    def dom_id(self) -> str:
-        return f"tl-{self.run_id}"
-
-    @property
-    def too_many(self) -> bool:
-        return len(self.attempts) > MAX_BARS or len(self.lanes) > MAX_LANES
-
-
-def attempt_label(attempt: AttemptView, start: datetime) -> str:
-    """Return what a bar says: step, attempt, outcome, duration, when, and its error."""
-    kind = "compensation " if attempt.kind == COMPENSATION else ""
-    at = duration(attempt.started_at - start) or "0 ms"
-    if attempt.outcome == SKIPPED:
-        return f"{kind}{attempt.name}: skipped at +{at}: {attempt.error}"
-    text = (
-        f"{kind}{attempt.name} attempt {attempt.number}: {OUTCOME_WORDS[attempt.outcome]} "
-        f"after {duration(attempt.duration)}, started +{at}"
-    )
-    return f"{text}: {attempt.error}" if attempt.error else text
 
 
 def draw(track: Track) -> SafeString:
@@ -157,7 +97,7 @@ class Canvas:
         following: dict[str, float] = {}
         for n in range(len(track.attempts) - 1, -1, -1):
             attempt = track.attempts[n]
-            self.room[n] = following.get(attempt.lane, WIDTH - RIGHT)
+            self.room[n] = following.get(attempt.lane, WIDTH - 4)
             following[attempt.lane] = scale.x(attempt.started_at)
 
     def y(self, lane: str) -> float:
@@ -314,7 +254,7 @@ class Canvas:
     def _width(self, attempt: AttemptView, n: int | None = None) -> float:
         start = self.scale.x(attempt.started_at)
         span = self.scale.x(attempt.finished_at) - start
-        room = self.room.get(n, WIDTH - RIGHT) - start - 1 if n is not None else MIN_BAR
+        room = self.room.get(n, WIDTH - 4) - start - 1 if n is not None else MIN_BAR
         return max(span, min(MIN_BAR, room), 1.0)
 
     def bar(self, n: int, attempt: AttemptView) -> str:
@@ -329,10 +269,16 @@ class Canvas:
                 f'height="{BAR}" rx="2"/>'
             )
         mutation = f' data-mutation="{attempt.mutation_id}"' if attempt.mutation_id else ""
+        # A bar of a millisecond is a few pixels wide: an invisible margin makes it easy
+        # to point at.
+        hit = (
+            f'<rect class="tl-hit" x="{x - HIT_MARGIN:.1f}" y="{y - LANE / 2 + 2:.1f}" '
+            f'width="{self._width(attempt, n) + 2 * HIT_MARGIN:.1f}" height="{LANE - 4}"/>'
+        )
         return (
             f'<g class="tl-bar tl-{attempt.outcome}{comp}" id="{self.id}-a{n}" tabindex="0" '
             f'role="img" aria-label="{escape(label)}"{mutation}>'
-            f"<title>{escape(label)}</title>{shape}{self._tip(label)}</g>"
+            f"<title>{escape(label)}</title>{shape}{hit}{self._tip(label)}</g>"
         )
 
     def _tip(self, label: str) -> str:

@@ -25,7 +25,8 @@ from controlplane.pages.attempts import (
     run_attempts,
 )
 from controlplane.pages.timeline_counts import draw_counts
-from controlplane.pages.timeline_svg import ApprovalSpan, Track, draw
+from controlplane.pages.timeline_svg import draw
+from controlplane.pages.timeline_track import ApprovalSpan, Track
 from mutations.hashing import state_hash
 from mutations.models import Mutation, RuntimeEvent
 from runs.models import TERMINAL_STATUSES, Approval, RunStatus, StepExecution, WorkflowRun

@@ -36,7 +36,7 @@ def test_approver_approves_and_watches_the_run_complete(
     expect(page.get_by_role("status").first).to_contain_text("Approved")
 
     page.goto(f"{live_server.url}/decisions/{HELD}/")
-    expect(page.get_by_test_id("run-status")).to_have_text("completed", timeout=20_000)
+    expect(page.get_by_test_id("run-status")).to_have_text("Completed", timeout=20_000)
     expect(page.get_by_test_id("approval")).to_contain_text("by approver")
     expect(page.locator("li.mutation")).to_have_count(2)
 
@@ -81,6 +81,6 @@ def test_rejected_decision_ends_rejected_with_no_mutation(
     assert len(asked) == 2
 
     page.goto(f"{live_server.url}/decisions/{document['id']}/")
-    expect(page.get_by_test_id("run-status")).to_have_text("rejected")
+    expect(page.get_by_test_id("run-status")).to_have_text("Rejected")
     assert WorkflowRun.objects.get(decision_id=document["id"]).status == RunStatus.REJECTED
     assert not Mutation.objects.filter(decision_id=document["id"]).exists()

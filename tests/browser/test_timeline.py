@@ -1,6 +1,7 @@
 """What an operator does in the dashboard, in Chromium."""
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def test_seed_timeline_shows_the_proof(
     page.get_by_role("button", name="Filter").click()
     rows = page.locator("#decision-rows tr")
     expect(rows).to_have_count(1)
-    expect(rows.first.get_by_test_id("status")).to_have_text("compensated")
+    expect(rows.first.get_by_test_id("status")).to_have_text("Compensated")
     page.get_by_label("Status").select_option("")
     page.get_by_role("button", name="Filter").click()
     expect(page.locator("#decision-rows tr")).to_have_count(4)
@@ -42,7 +43,7 @@ def test_seed_timeline_shows_the_proof(
     mutations = page.locator("li.mutation")
     expect(mutations).to_have_count(3)
     statuses = [t.strip() for t in mutations.locator(".badge").all_inner_texts()]
-    assert statuses == ["success", "failed", "rolled_back"]
+    assert statuses == ["Success", "Failed", "Rolled back"]
     expect(page.get_by_text("net change: zero")).to_be_visible()
     debit, _, undo = Mutation.objects.filter(decision_id=SEED_DECISION_ID)
     arrow = page.locator("svg.timeline-svg path.tl-undo")
@@ -60,6 +61,54 @@ def test_seed_timeline_shows_the_proof(
     ).click()
     assert page.url.endswith(f"#{debit.mutation_id}")
     expect(page.locator(f"li#{debit.mutation_id}")).to_contain_text("Reversed by")
+
+
+def test_timeline_bars_tell_their_attempt_on_focus_and_events_filter_in_place(
+    logged_in: Page, runners: Runners, live_server: Any, tmp_path: Path
+) -> None:
+    page = logged_in
+    runners.start("--until-idle").wait(timeout=60)
+    page.goto(f"{live_server.url}{SEED_PAGE}")
+    page.evaluate("window.loadedOnce = true")  # gone if the page ever reloads
+
+    # The state comparison: the meta budget's values, its changed row highlighted.
+    budget = page.locator(
+        '[data-object="meta:meta-all-markets"] tr[data-field="daily_budget_micros"]'
+    )
+    expect(budget).to_have_class("changed")
+    expect(budget.locator("ol.state-path li")).to_have_text(
+        ["$20,000.00", "$19,200.00 #1", "$20,000.00 #3"]
+    )
+
+    # Tab reaches the bars; the focused one shows its details, error included.
+    bars = page.locator("svg.timeline-svg g.tl-bar")
+    expect(bars).to_have_count(5)
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.classList.contains('tl-retried')"):
+            break
+    focused = page.locator("g.tl-bar:focus")
+    expect(focused).to_have_attribute("aria-label", re.compile(r"credit_target_channel attempt 1"))
+    expect(focused.locator(".tl-tip")).to_be_visible()
+    expect(focused.locator(".tl-tip")).to_contain_text("rate_limit_exceeded")
+    bars.last.locator("rect.tl-hit").hover()
+    expect(bars.last.locator(".tl-tip")).to_be_visible()
+    expect(bars.last.locator(".tl-tip")).to_contain_text("credit_source_channel attempt 1")
+
+    # Events by kind, swapped in place: the address changes, the page does not reload.
+    page.get_by_role("navigation", name="Show the events of one kind").get_by_role(
+        "link", name=re.compile("^Step retry scheduled")
+    ).click()
+    expect(page.locator("ol.events li")).to_have_count(2)
+    assert "kind=step_retry_scheduled" in page.url
+    assert page.evaluate("window.loadedOnce") is True
+    page.get_by_role("link", name=re.compile("^All ")).click()
+    expect(page.locator("ol.events li")).to_have_count(10)
+
+    # On a phone nothing scrolls sideways but the drawing inside its own frame.
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") == 390
+    screenshot(page, "timeline-phone", tmp_path)
 
 
 @pytest.fixture
@@ -96,10 +145,10 @@ def test_running_decision_reaches_its_terminal_badge_without_reload(
     row = page.locator(f'tr[data-decision="{decision_id}"]')
     expect(row).to_be_visible(timeout=10_000)
     badge = row.get_by_test_id("status")
-    expect(badge).to_have_text("running", timeout=10_000)
-    expect(badge).to_have_text("completed", timeout=20_000)
+    expect(badge).to_have_text("Running", timeout=10_000)
+    expect(badge).to_have_text("Completed", timeout=20_000)
     assert page.evaluate("window.loadedOnce") is True
 
     row.get_by_role("link").click()
-    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    expect(page.get_by_test_id("run-status")).to_have_text("Completed")
     expect(page.locator("svg.timeline-svg line.tl-retry")).to_have_count(2)

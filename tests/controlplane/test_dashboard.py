@@ -97,7 +97,7 @@ def test_raw_json_on_the_page_equals_the_api(agent: ServiceAccount, viewer: Clie
     [decision] = factories.decisions(agent, 1)
     factories.mutations(decision, 3)
     html = viewer.get(f"/decisions/{decision.id}/").content.decode()
-    raw = html.split('<pre id="raw-mutations">')[1].split("</pre>")[0]
+    raw = html.split('id="raw-mutations"')[1].split(">", 1)[1].split("</pre>")[0]
     api = viewer.get(f"/api/v1/mutations/?decision_id={decision.id}").json()
     assert json.loads(unescape(raw)) == api
     assert html.count('class="tl-undo"') == 3  # one arrow per compensation

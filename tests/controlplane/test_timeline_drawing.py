@@ -18,7 +18,8 @@ from controlplane.devtools import sample_data
 from controlplane.models import Role, ServiceAccount
 from controlplane.pages.attempts import AttemptView, Lane
 from controlplane.pages.timeline_scale import MIN_TICK_GAP
-from controlplane.pages.timeline_svg import Track, draw
+from controlplane.pages.timeline_svg import draw
+from controlplane.pages.timeline_track import Track
 from mutations.models import SandboxFault
 from runs.keys import step_calls_prefix
 from runs.retry import RetryPolicy
@@ -111,7 +112,7 @@ def test_a_run_of_fifty_attempts_draws_each_one_readably(
                for b in credit[:-1])  # fmt: skip
     # Each bar is a stop of the keyboard, named, and inside the drawing.
     assert all(b.get("tabindex") == "0" and b.get("role") == "img" for b in drawn)
-    rects = [b.find(f"{SVG}rect") for b in credit]
+    rects = [b.find(f"{SVG}rect") for b in credit]  # the bar, before its pointing margin
     spans = [(float(r.get("x", 0)), float(r.get("width", 0))) for r in rects if r is not None]
     assert all(x >= 0 and x + w <= width for x, w in spans)
     # The lane's bars follow each other in time and never cover one another.
