@@ -51,7 +51,7 @@ class LoggedEntry(Protocol):
     def error_message(self) -> str | None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AttemptView:
     lane: str
     name: str  # the step's or the compensation's id
@@ -260,13 +260,13 @@ def run_attempts(
     for s in steps:  # a step with no attempt yet, waiting for its first retry
         key = lane_key(s.kind, s.name)
         lanes.setdefault(key, Lane(key, s.name, s.kind, s.step_id, "", waiting.get(key)))
-    order = list(lanes)
+    first_seen = {key: n for n, key in enumerate(lanes)}
     ordered = sorted(
         lanes.values(),
         key=lambda lane: (
             lane.kind == COMPENSATION,
             positions.get(lane.key, 0) if lane.kind == FORWARD else 0,
-            order.index(lane.key),
+            first_seen[lane.key],
         ),
     )
     return ordered, attempts

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, TextField
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
@@ -17,7 +18,7 @@ from controlplane.pages.view_models import (
     MutationRow,
     RunView,
     Timeline,
-    human_delta,
+    change_delta,
 )
 from mutations.connectors import PlatformError
 from mutations.hashing import snapshot_scope
@@ -206,7 +207,8 @@ def current_state(run: WorkflowRun) -> CurrentState | None:
 
 def _mutation_refs(mutations: QuerySet[Mutation], *, cadence: str) -> list[MutationRef]:
     """Return a light reference to every mutation, numbered from 1: plain columns rather
-    than model instances, as a decision may have thousands."""
+    than model instances, as a decision may have thousands. The JSON columns come as text,
+    parsed only when a replay needs them; the change's size comes from the database."""
     columns = mutations.values_list(
         "mutation_id",
         "platform",
@@ -214,11 +216,13 @@ def _mutation_refs(mutations: QuerySet[Mutation], *, cadence: str) -> list[Mutat
         "step_id",
         "created_at",
         "compensates_id",
-        "payload",
+        KT("payload__daily_budget_delta_micros"),
+        KT("payload__status"),
         "run_id",
         "mutation_type",
-        "target",
-        "result",
+        Cast("payload", TextField()),
+        Cast("target", TextField()),
+        Cast("result", TextField()),
         "error_message",
     )
     return [
@@ -230,12 +234,12 @@ def _mutation_refs(mutations: QuerySet[Mutation], *, cadence: str) -> list[Mutat
             step_id=step_id,
             created_at=at,
             compensates_id=compensates,
-            delta=human_delta(payload, cadence),
+            delta=change_delta(micros, new_status, cadence),
             run_id=run_id,
             mutation_type=mutation_type,
-            target=target,
-            payload=payload,
-            result=result,
+            payload_json=payload,
+            target_json=target,
+            result_json=result,
             error_message=error,
         )
         for number, (
@@ -245,9 +249,11 @@ def _mutation_refs(mutations: QuerySet[Mutation], *, cadence: str) -> list[Mutat
             step_id,
             at,
             compensates,
-            payload,
+            micros,
+            new_status,
             run_id,
             mutation_type,
+            payload,
             target,
             result,
             error,

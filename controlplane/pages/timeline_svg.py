@@ -13,6 +13,7 @@ of attempts.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cached_property
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -91,14 +92,18 @@ class Canvas:
         self.track, self.lanes, self.scale = track, lanes, scale
         self.id = track.dom_id
         self.height = TOP + LANE * len(lanes) + AXIS + TIP
-        # Where the next attempt of the same lane starts: a bar widened to stay visible
-        # stops there, so that no two bars of a lane overlap.
-        self.room: dict[int, float] = {}
+
+    @cached_property
+    def room(self) -> dict[int, float]:
+        """Return where the next attempt of each attempt's lane starts: a bar widened to
+        stay visible stops there, so that no two bars of a lane overlap."""
+        room: dict[int, float] = {}
         following: dict[str, float] = {}
-        for n in range(len(track.attempts) - 1, -1, -1):
-            attempt = track.attempts[n]
-            self.room[n] = following.get(attempt.lane, WIDTH - 4)
-            following[attempt.lane] = scale.x(attempt.started_at)
+        for n in range(len(self.track.attempts) - 1, -1, -1):
+            attempt = self.track.attempts[n]
+            room[n] = following.get(attempt.lane, WIDTH - 4)
+            following[attempt.lane] = self.scale.x(attempt.started_at)
+        return room
 
     def y(self, lane: str) -> float:
         return TOP + LANE * self.lanes.index(lane) + LANE / 2

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from django.utils.html import escape
@@ -14,7 +15,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from controlplane.api.shapes import MutationQueryResult, decision_query
 from controlplane.models import Decision, PolicyEvaluation
-from controlplane.pages import state_comparison
+from controlplane.pages import attempts_table, state_comparison
 from controlplane.pages.attempts import (
     SKIPPED,
     AttemptView,
@@ -34,7 +35,6 @@ from runs.rollback import rollback_evidence
 
 MINUS = "\u2212"
 ATTEMPT_ROWS = 100  # attempts listed in the table before "show all"
-ABSOLUTE = "%Y-%m-%d %H:%M:%S UTC"  # the title of every relative time (the `when` filter's)
 
 
 def decision_platforms(decision: Decision) -> list[str]:
@@ -43,18 +43,23 @@ def decision_platforms(decision: Decision) -> list[str]:
     return [n for n in names if isinstance(n, str)]
 
 
-def human_delta(payload: dict[str, Any], cadence: str = "daily") -> str:
-    """Return a signed, readable change such as "-$800/day" (with a real minus sign)."""
-    if "daily_budget_delta_micros" in payload:
-        micros = int(payload["daily_budget_delta_micros"])
-        amount = Decimal(abs(micros)) / 1_000_000
-        text = f"{amount:,.2f}".removesuffix(".00")
-        sign = MINUS if micros < 0 else "+"
-        per = "/day" if cadence == "daily" else ""
-        return f"{sign}${text}{per}"
-    if "status" in payload:
-        return f"status \u2192 {payload['status']}"
+def change_delta(micros: Any, status: Any, cadence: str = "daily") -> str:
+    """Return the words of a change from its budget delta (micros) or its new status."""
+    if micros is not None:
+        return _budget_delta(int(micros), cadence)
+    if status is not None:
+        return f"status \u2192 {status}"
     return ""
+
+
+@lru_cache(maxsize=1024)
+def _budget_delta(micros: int, cadence: str) -> str:
+    """Format a budget change once per value: a decision's thousand changes repeat a few."""
+    amount = Decimal(abs(micros)) / 1_000_000
+    text = f"{amount:,.2f}".removesuffix(".00")
+    sign = MINUS if micros < 0 else "+"
+    per = "/day" if cadence == "daily" else ""
+    return f"{sign}${text}{per}"
 
 
 def breakable(key: str) -> SafeString:
@@ -64,7 +69,7 @@ def breakable(key: str) -> SafeString:
     return mark_safe(parts)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MutationRef:
     """What the timeline knows of every mutation, however many: enough to draw, link and
     replay it."""
@@ -79,10 +84,24 @@ class MutationRef:
     delta: str
     run_id: str | None = None
     mutation_type: str = ""
-    target: dict[str, Any] = field(default_factory=dict)
-    payload: dict[str, Any] = field(default_factory=dict)
-    result: Any = None
+    payload_json: str | None = None
+    target_json: str | None = None
+    result_json: str | None = None
     error_message: str | None = None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        value = json.loads(self.payload_json) if self.payload_json else {}
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def target(self) -> dict[str, Any]:
+        value = json.loads(self.target_json) if self.target_json else {}
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def result(self) -> Any:
+        return json.loads(self.result_json) if self.result_json else None
 
 
 @dataclass
@@ -248,38 +267,34 @@ class RunView:
     def drawn_as_counts(self) -> bool:
         return self.track.too_many
 
-    def offset(self, moment: datetime) -> timedelta:
-        return moment - self.run.created_at
-
     @property
-    def attempt_rows(self) -> list[dict[str, Any]]:
-        """Return the table's rows: each attempt with its start as an offset from the run's
-        creation (the absolute time in its title)."""
-        return [
-            {
-                "attempt": a,
-                "offset": self.offset(a.started_at),
-                "absolute": a.started_at.astimezone(UTC).strftime(ABSOLUTE),
-            }
-            for a in self.listed_attempts
-        ]
+    def attempt_rows(self) -> SafeString:
+        """Return the attempts table's rows (the first ATTEMPT_ROWS, or all)."""
+        return attempts_table.rows(self.listed_attempts, self.run.created_at)
 
     @property
     def step_rows(self) -> list[StepRow]:
-        by_lane: dict[str, list[AttemptView]] = {}
-        for attempt in self.attempts:
-            by_lane.setdefault(attempt.lane, []).append(attempt)
-        return [StepRow(s, by_lane.get(lane_key(s.kind, s.name), [])) for s in self.steps]
+        lanes = self._by_lane[1]
+        return [StepRow(s, lanes.get(lane_key(s.kind, s.name), [])) for s in self.steps]
 
     @property
     def compensation_rows(self) -> list[StepRow]:
         """Return the compensations in the order they were dispatched."""
         return [row for row in self.step_rows if row.step.kind == StepExecution.Kind.COMPENSATION]
 
+    @cached_property
+    def _by_lane(self) -> tuple[dict[str, str], dict[str, list[AttemptView]]]:
+        lanes: dict[str, list[AttemptView]] = {}
+        for attempt in self.attempts:
+            lanes.setdefault(attempt.lane, []).append(attempt)
+        wrote = {a.mutation_id: a.lane for a in self.attempts if a.mutation_id}
+        return wrote, lanes
+
     def calls_of(self, mutation_id: str) -> list[AttemptView]:
         """Return the attempts of the step whose Mutation Log entry is ``mutation_id``."""
-        lane = next((a.lane for a in self.attempts if a.mutation_id == mutation_id), None)
-        return [a for a in self.attempts if a.lane == lane] if lane else []
+        wrote, lanes = self._by_lane
+        lane = wrote.get(mutation_id)
+        return lanes[lane] if lane else []
 
     # ---- evidence ---------------------------------------------------------------------------
 
