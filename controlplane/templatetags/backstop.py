@@ -44,6 +44,13 @@ def label(value: Any) -> str:
 
 
 @register.filter
+def actor_kind(actor: str) -> str:
+    """Return who made a change, in a word: agent, person, schedule, or the actor itself."""
+    kind = str(actor).partition(":")[0]
+    return {"agent": "agent", "user": "person", "schedule": "schedule"}.get(kind, str(actor))
+
+
+@register.filter
 def when(value: datetime | None) -> SafeString | str:
     """Render a moment as a relative time ("3 min ago") in a ``<time>`` element whose
     title gives the absolute time in UTC."""

@@ -112,3 +112,13 @@ def test_viewer_reads_results_without_the_forms(client: Client, member: Any) -> 
     html = client.get("/drills/").content.decode()
     assert "Start drill" not in html
     assert "An operator or an admin starts them" in words(html)
+
+
+def test_a_persons_drill_reads_as_theirs_on_its_timeline(ops: Client) -> None:
+    drill = start(ops, "execute_rebalance_spend:credit_target_channel", "fatal")
+    drain()
+    drill.refresh_from_db()
+
+    html = ops.get(f"/decisions/{drill.decision_id}/").content.decode()
+    assert "actor: person" in words(html)
+    assert "actor: agent" not in words(html)
