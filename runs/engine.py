@@ -16,7 +16,9 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from mutations.connectors import Applied, Call, PlatformError, TransientError, get_connector
+from runs import tracing
 from runs.crashpoints import crash_point
+from runs.models import WorkflowRun
 from runs.records import Recorder
 from runs.saga import Action
 from runs.state import Attempt, RunState
@@ -47,23 +49,48 @@ def attempt(state: RunState, action: Action) -> Called:
     call = Call(
         decision_id=run.decision_id, run_id=run.run_id, step_id=action.name, kind=action.kind
     )
-    try:
-        applied = get_connector(action.change.platform).apply(
-            org_id=run.org_id,
-            idempotency_key=this.key,
-            change=action.change,
-            timeout=action.timeout,
-            call=call,
-        )
-    except PlatformError as error:
-        called = Called(action, this, error=error)
-    except Exception as exc:  # an unclassified failure is treated as transient
-        logger.exception("run=%s step=%s unexpected connector error", run.run_id, action.name)
-        called = Called(action, this, error=TransientError(f"{type(exc).__name__}: {exc}"))
-    else:
-        called = Called(action, this, applied=applied)
+    with tracing.decision_span(
+        "compensation.attempt" if action.kind == "compensation" else "step.attempt",
+        run.trace_id,
+        decision_id=run.decision_id,
+        run_id=run.run_id,
+        step_id=action.name,
+        attempt=this.number,
+        platform=action.change.platform,
+    ) as span:
+        try:
+            applied = get_connector(action.change.platform).apply(
+                org_id=run.org_id,
+                idempotency_key=this.key,
+                change=action.change,
+                timeout=action.timeout,
+                call=call,
+            )
+        except PlatformError as error:
+            called = Called(action, this, error=error)
+        except Exception as exc:  # an unclassified failure is treated as transient
+            logger.exception(
+                "run=%s step=%s unexpected connector error",
+                run.run_id,
+                action.name,
+                extra=_log_fields(run),
+            )
+            called = Called(action, this, error=TransientError(f"{type(exc).__name__}: {exc}"))
+        else:
+            called = Called(action, this, applied=applied)
+        if span is not None:
+            failure = called.error
+            tracing.set_attributes(
+                span,
+                outcome="applied" if failure is None else failure.kind,
+                error=None if failure is None else failure.message,
+            )
     crash_point("after_platform_call")
     return called
+
+
+def _log_fields(run: WorkflowRun) -> dict[str, str]:
+    return {"run_id": run.run_id, "trace_id": run.trace_id, "decision_id": run.decision_id}
 
 
 def record(recorder: Recorder, state: RunState, called: Called) -> bool:

@@ -16,12 +16,15 @@ from django.utils.dateparse import parse_datetime
 
 from controlplane.exceptions import DecisionConflict
 from controlplane.models import Decision, PolicyEvaluation, Workspace
+from controlplane.notify.outbox import approval_payload, enqueue
 from controlplane.policy.rules import Evaluation
 from controlplane.policy.versions import evaluate_policy
 from mutations.ids import new_id
 from mutations.models import RuntimeEvent
 from mutations.services import Surface, record_event
+from runs import tracing
 from runs.events import record_run_event
+from runs.models import WorkflowRun
 from runs.services import create_run
 from runs.workflows import Workflow, workflow_for
 
@@ -60,9 +63,17 @@ def submit_decision(
     existing = Decision.objects.filter(pk=document["id"]).first()
     if existing is not None:
         return _replay(existing, workspace, digest)
+    trace_id = new_id("trc")
     try:
-        with transaction.atomic():
-            decision = _receive(workspace, document, digest, requested_by, surface, user_id, drill)
+        with (
+            tracing.decision_span(
+                "decision.intake", trace_id, decision_id=document["id"], type=document["type"]
+            ),
+            transaction.atomic(),
+        ):
+            decision = _receive(
+                workspace, document, digest, requested_by, surface, user_id, drill, trace_id
+            )
     except IntegrityError:
         # The same id arrived twice at once; the first one won.
         return _replay(Decision.objects.get(pk=document["id"]), workspace, digest)
@@ -83,11 +94,12 @@ def _receive(
     surface: Surface,
     user_id: int | None,
     drill: bool,
+    trace_id: str,
 ) -> Decision:
     workflow = workflow_for(document["type"])
     if workflow is None:
         raise ValueError(f"No workflow serves decision type {document['type']!r}.")
-    decision = _store_decision(workspace, document, digest, requested_by)
+    decision = _store_decision(workspace, document, digest, requested_by, trace_id)
     # What every event of the decision carries.
     common: dict[str, Any] = {
         "org_id": workspace.org_id,
@@ -104,6 +116,7 @@ def _receive(
         **common,
     )
     evaluation = _evaluate_gate(workspace, decision, workflow, common)
+    tracing.annotate(outcome=evaluation.outcome)
     if drill:
         # A drill touches sandbox platforms only: the gate's outcome is recorded, not obeyed.
         held = False
@@ -111,16 +124,17 @@ def _receive(
         return decision
     else:
         held = evaluation.outcome == PolicyEvaluation.Outcome.REQUIRE_HUMAN
-    _start_run(
+    run = _start_run(
         decision, workflow, evaluation, held=held, drill=drill, surface=surface, user_id=user_id
     )
+    tracing.annotate(run_id=run.run_id)
     return decision
 
 
 def _store_decision(
-    workspace: Workspace, document: dict[str, Any], digest: str, requested_by: str
+    workspace: Workspace, document: dict[str, Any], digest: str, requested_by: str, trace_id: str
 ) -> Decision:
-    """Store the decision as received, with a new trace id."""
+    """Store the decision as received, with its new trace id."""
     return Decision.objects.create(
         id=document["id"],
         org_id=workspace.org_id,
@@ -137,7 +151,7 @@ def _store_decision(
         document=document,
         payload_hash=digest,
         requested_by=requested_by,
-        trace_id=new_id("trc"),
+        trace_id=trace_id,
         received_at=timezone.now(),
     )
 
@@ -154,8 +168,14 @@ def _evaluate_gate(
         "approval_present": False,
         **workflow.contract(decision.document),
     }
-    policy, evaluation = evaluate_policy(workspace, inputs)
-    version = policy.version if policy else NO_POLICY
+    with tracing.child_span("policy.evaluate", decision_id=decision.id):
+        policy, evaluation = evaluate_policy(workspace, inputs)
+        version = policy.version if policy else NO_POLICY
+        tracing.annotate(
+            outcome=evaluation.outcome,
+            policy_version=version,
+            matched_rule_ids=evaluation.matched_rule_ids,
+        )
     PolicyEvaluation.objects.create(
         decision=decision,
         org_id=workspace.org_id,
@@ -192,7 +212,7 @@ def _start_run(
     drill: bool,
     surface: Surface,
     user_id: int | None,
-) -> None:
+) -> WorkflowRun:
     """Create the decision's run; a held run asks for a human approver."""
     run = create_run(
         org_id=decision.org_id,
@@ -206,6 +226,8 @@ def _start_run(
         payload_hash=decision.payload_hash,
         awaiting_approval=held,
         is_drill=drill,
+        approvals=evaluation.approvals,
+        approver_roles=evaluation.approver_roles,
     )
     if held:
         record_run_event(
@@ -216,6 +238,8 @@ def _start_run(
             delta_summary="Held for a human approver",
             payload={"workflow_run_id": run.run_id},
         )
+        enqueue(run.org_id, "approval.requested", approval_payload(run, summary=decision.summary))
+    return run
 
 
 def _parse_time(value: str) -> datetime:
