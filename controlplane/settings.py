@@ -8,6 +8,7 @@ BACKSTOP_ENV   development (default) or production; policies see it as `env`
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -179,15 +180,42 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-LOGGING = {
+# BACKSTOP_LOG_FORMAT=json: every line one JSON object (runs.jsonlog), Django's own too.
+BACKSTOP_LOG_FORMAT = os.environ.get("BACKSTOP_LOG_FORMAT", "plain").strip().lower()
+if BACKSTOP_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(
+        f"BACKSTOP_LOG_FORMAT is plain or json, not {BACKSTOP_LOG_FORMAT!r}."
+    )
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "runs.jsonlog.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": BACKSTOP_LOG_FORMAT},
+    },
     "loggers": {
         "runs": {"handlers": ["console"], "level": os.environ.get("RUNNER_LOG_LEVEL", "INFO")},
     },
 }
+if BACKSTOP_LOG_FORMAT == "json":
+    # Every logger through the one JSON handler: the root, and Django's (which has its own
+    # plain handlers otherwise).
+    LOGGING["root"] = {"handlers": ["console"], "level": "WARNING"}
+    LOGGING["loggers"]["runs"]["propagate"] = False
+    for name in ("django", "django.server", "uvicorn", "uvicorn.access", "uvicorn.error"):
+        LOGGING["loggers"][name] = {"handlers": ["console"], "level": "INFO", "propagate": False}
+
+# /metrics (controlplane.metrics): a bearer token, or the addresses (IPs or networks) that
+# may scrape without one; with neither set, /metrics answers 404.
+BACKSTOP_METRICS_TOKEN = os.environ.get("BACKSTOP_METRICS_TOKEN", "")
+BACKSTOP_METRICS_ALLOWED_ADDRESSES = [
+    a.strip()
+    for a in os.environ.get("BACKSTOP_METRICS_ALLOWED_ADDRESSES", "").split(",")
+    if a.strip()
+]
 
 # Requests per token (agents); people's sessions are not limited.
 # Where people and agents reach this Backstop: links in MCP answers (approval pages).

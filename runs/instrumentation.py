@@ -14,6 +14,11 @@ Counted on every connection of the process (worker threads and heartbeat include
 
 PostgreSQL only (the counts read psycopg's transaction status). The listener's own
 LISTEN connection, outside Django, is not counted.
+
+Apart from these, the runner's counts that ``/metrics`` shows and that live in memory only
+(lease losses) are prometheus-client counters: with ``PROMETHEUS_MULTIPROC_DIR`` set, in
+every runner and web process, each process writes them to a file there and ``/metrics``
+adds them up (``controlplane.metrics``).
 """
 
 from __future__ import annotations
@@ -31,9 +36,23 @@ from typing import Any
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
+from prometheus_client import Counter
 from psycopg.pq import TransactionStatus
 
 ENVIRONMENT_VARIABLE = "BACKSTOP_INSTRUMENTATION_DIR"
+
+# Outcomes not recorded because another runner had taken the run (its lease ran out),
+# by the run's org id (``/metrics`` shows the org's slug).
+LEASE_LOSSES = Counter(
+    "backstop_runner_lease_losses",
+    "Outcomes a runner did not record because it had lost the run's lease.",
+    ["org_id"],
+)
+
+
+def count_lease_lost(org_id: str) -> None:
+    """Count an outcome dropped because the runner lost the run's lease."""
+    LEASE_LOSSES.labels(org_id=org_id).inc()
 
 
 @dataclass

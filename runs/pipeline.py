@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from mutations.connectors import PlatformError, in_database
 from mutations.hashing import snapshot_scopes
-from runs import engine
+from runs import engine, instrumentation
 from runs.callpool import CallPool, Outcome, Outcomes
 from runs.claims import SNAPSHOT_RETRY, claim_runs
 from runs.crashpoints import crash_point
@@ -249,9 +249,12 @@ class Pipeline:
         for state in states:
             if state.run.run_id not in recorded:
                 logger.warning(
-                    "run=%s lease lost to another runner; its outcome is not recorded",
+                    "run=%s trace=%s lease lost to another runner; its outcome is not recorded",
                     state.run.run_id,
+                    state.run.trace_id,
+                    extra={"run_id": state.run.run_id, "trace_id": state.run.trace_id},
                 )
+                instrumentation.count_lease_lost(state.run.org_id)
                 self.active.pop(state.run.run_id, None)
         going_on = []
         for state, outcome, handed_back in results:

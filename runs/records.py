@@ -207,6 +207,7 @@ class Recorder:
         self.batch.events.append(evidence.skipped_event(run, action))
         done = self._continue_or_finish(state, now, current_step_id=action.step_id)
         _log_committed(
+            run,
             "run=%s trace=%s step=%s kind=compensation outcome=skipped reason=%r",
             run.run_id,
             run.trace_id,
@@ -343,7 +344,7 @@ class Recorder:
             )
         )
         _log_committed(
-            "run=%s trace=%s finished status=%s", run.run_id, run.trace_id, finish.status
+            run, "run=%s trace=%s finished status=%s", run.run_id, run.trace_id, finish.status
         )
 
     # ---- rows ----------------------------------------------------------------------------
@@ -424,15 +425,18 @@ class Recorder:
         return mutation
 
 
-def _log_committed(message: str, *args: object) -> None:
-    """Log once the outcome is committed: a group that fails writes nothing, says nothing."""
-    transaction.on_commit(partial(logger.info, message, *args))
+def _log_committed(run: WorkflowRun, message: str, *args: object) -> None:
+    """Log once the outcome is committed (a group that fails writes nothing, says nothing),
+    with the run's ids as the record's fields (JSON logs show them)."""
+    fields = {"run_id": run.run_id, "trace_id": run.trace_id, "decision_id": run.decision_id}
+    transaction.on_commit(partial(logger.info, message, *args, extra=fields))
 
 
 def _log_outcome(
     run: WorkflowRun, action: Action, attempt: Attempt, outcome: str, detail: str
 ) -> None:
     _log_committed(
+        run,
         "run=%s trace=%s step=%s kind=%s attempt=%d outcome=%s %s",
         run.run_id,
         run.trace_id,
