@@ -310,3 +310,8 @@ def decision_status(decision: Decision) -> str:
     if evaluation is not None and evaluation.outcome == PolicyEvaluation.Outcome.DENY:
         return "denied"
     return "received"
+
+
+# Webhook endpoints and their deliveries live with the notifications (controlplane.notify).
+from controlplane.notify.models import Delivery as Delivery  # noqa: E402
+from controlplane.notify.models import WebhookEndpoint as WebhookEndpoint  # noqa: E402

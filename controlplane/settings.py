@@ -230,6 +230,10 @@ BACKSTOP_RUNNER_IN_FLIGHT = int(os.environ.get("BACKSTOP_RUNNER_IN_FLIGHT", "32"
 BACKSTOP_APPROVAL_TTL_SECONDS = float(os.environ.get("BACKSTOP_APPROVAL_TTL_SECONDS", "86400"))
 BACKSTOP_LEASE_SECONDS = float(os.environ.get("BACKSTOP_LEASE_SECONDS", "30"))
 BACKSTOP_ROLLBACK_LOCK_SECONDS = float(os.environ.get("BACKSTOP_ROLLBACK_LOCK_SECONDS", "120"))
+# Webhooks: a multiplier of the retry backoff (0 in tests), and how long a runner holds a
+# delivery it sends before another may.
+BACKSTOP_WEBHOOK_BACKOFF_SCALE = float(os.environ.get("BACKSTOP_WEBHOOK_BACKOFF_SCALE", "1"))
+BACKSTOP_WEBHOOK_CLAIM_SECONDS = float(os.environ.get("BACKSTOP_WEBHOOK_CLAIM_SECONDS", "30"))
 # A team's own platforms and workflows, loaded at start-up by every process (README).
 BACKSTOP_PLUGINS = [
     module.strip() for module in os.environ.get("BACKSTOP_PLUGINS", "").split(",") if module.strip()

@@ -12,7 +12,7 @@ writes nothing for it; the writes then go out as one statement per table
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from mutations.connectors import Applied, PlatformError
 from mutations.hashing import snapshot_scopes, state_hash
-from mutations.models import Mutation
+from mutations.models import Mutation, RuntimeEvent
 from runs import evidence, saga
 from runs.batch import Batch
 from runs.leases import lease_seconds, rollback_lock_seconds
@@ -37,6 +37,10 @@ logger = logging.getLogger("runs.engine")
 # The state of a run's scope, by platform (``mutations.hashing.snapshot_scopes``): kept on
 # the run beside its hash, so that pages show the values the hash proves.
 Snapshot = dict[str, Any]
+
+# Called in a group's transaction with the run_finished events of the runs that ended in
+# it, before they are written: the control plane writes its notification outbox there.
+on_runs_ended: list[Callable[[list[RuntimeEvent]], None]] = []
 
 
 class Recorder:
@@ -65,6 +69,9 @@ class Recorder:
             try:
                 yield held
                 self._finish_ending()
+                ended = [e for e in self._batch.events if e.kind == RuntimeEvent.Kind.RUN_FINISHED]
+                for hook in on_runs_ended if ended else ():
+                    hook(ended)
                 self._batch.flush()
             finally:
                 self._batch = None

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from controlplane.models import Drill
+from controlplane.notify.outbox import enqueue
 from mutations.connectors import get_connector
 from mutations.connectors.base import ReportsOperations
 from mutations.models import Mutation, RuntimeEvent
@@ -48,8 +49,23 @@ def verify_drill(drill: Drill) -> Drill:
     drill.checks = [c.as_dict() for c in checks]
     drill.passed = all(c.passed for c in checks)
     drill.verified_at = timezone.now()
-    drill.save(update_fields=["checks", "passed", "verified_at"])
+    with transaction.atomic():
+        drill.save(update_fields=["checks", "passed", "verified_at"])
+        if not drill.passed:
+            enqueue(drill.org_id, "drill.failed", _failed_payload(drill, run))
     return drill
+
+
+def _failed_payload(drill: Drill, run: WorkflowRun) -> dict[str, Any]:
+    failed = [c["name"] for c in drill.checks if not c["passed"]]
+    return {
+        "drill_id": drill.id,
+        "decision_id": drill.decision_id,
+        "run_id": run.run_id,
+        "run_status": run.status,
+        "failed_checks": failed,
+        "summary": f"Drill {drill.id} failed: {', '.join(failed)}",
+    }
 
 
 def _steps(ids: list[str]) -> str:

@@ -7,9 +7,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 
 from controlplane.access.tenancy import actor_of, can_approve
 from controlplane.models import Decision, Membership, Organization
+from controlplane.notify.outbox import approval_payload, enqueue
 from mutations.services import Surface
 from runs import approvals
 from runs.models import Approval, RunStatus, WorkflowRun
@@ -82,13 +84,18 @@ def decide_held_run(
     """
     if not can_approve(membership):
         raise PermissionDenied("Only approvers and admins may approve or reject held runs.")
-    return approvals.decide(
-        run_id=run.run_id,
-        org_id=run.org_id,
-        approve=approve,
-        user_id=user.pk,
-        actor=actor_of(user),
-        payload_hash=run.decision.payload_hash,
-        surface=surface,
-        comment=comment,
-    )
+    with transaction.atomic():
+        approval = approvals.decide(
+            run_id=run.run_id,
+            org_id=run.org_id,
+            approve=approve,
+            user_id=user.pk,
+            actor=actor_of(user),
+            payload_hash=run.decision.payload_hash,
+            surface=surface,
+            comment=comment,
+        )
+        if approval.status != Approval.Status.PENDING:  # pending: more approvers are needed
+            verdict = {"decision": approval.status, "decided_by": actor_of(user)}
+            enqueue(run.org_id, "approval.decided", approval_payload(run, **verdict))
+    return approval
