@@ -7,6 +7,8 @@ from controlplane import pages as views
 from controlplane.api import actions as api_actions
 from controlplane.api import decisions as api
 from controlplane.api import resources as api_resources
+from controlplane.api import webhooks as api_webhooks
+from controlplane.pages import webhooks as webhook_pages
 
 api_v1 = [
     path("decisions/", api.decisions, name="api-decisions"),
@@ -23,6 +25,17 @@ api_v1 = [
     path("policies/", api_resources.policies, name="api-policies"),
     path("actions/", api_actions.actions, name="api-actions"),
     path("runs/<str:run_id>/reject/", api.run_reject, name="api-run-reject"),
+    path("webhooks/", api_webhooks.webhooks, name="api-webhooks"),
+    path(
+        "webhooks/<str:endpoint_id>/deliveries/",
+        api_webhooks.deliveries,
+        name="api-webhook-deliveries",
+    ),
+    path(
+        "deliveries/<str:delivery_id>/redeliver/",
+        api_webhooks.redeliver_delivery,
+        name="api-delivery-redeliver",
+    ),
 ]
 
 urlpatterns = [
@@ -46,6 +59,13 @@ urlpatterns = [
     path("workflows/", views.workflows, name="workflows"),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:token_id>/revoke/", views.revoke, name="token-revoke"),
+    path("settings/webhooks/", webhook_pages.webhooks, name="webhooks"),
+    path("settings/webhooks/<str:endpoint_id>/", webhook_pages.endpoint, name="webhook"),
+    path(
+        "settings/webhooks/deliveries/<str:delivery_id>/redeliver/",
+        webhook_pages.redeliver_delivery,
+        name="webhook-redeliver",
+    ),
     path("org/", views.switch_org, name="switch-org"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

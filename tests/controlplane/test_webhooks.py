@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.test import Client
 
 from controlplane.drills.start import start_drill
-from controlplane.models import Delivery, Drill, ServiceAccount
+from controlplane.models import Delivery, Drill, Role, ServiceAccount, WebhookEndpoint
 from controlplane.notify import enqueue
 from controlplane.notify.models import EVENT_KINDS
 from controlplane.notify.services import create_endpoint
@@ -180,6 +181,53 @@ def test_deliveries_survive_a_killed_runner(
     assert {r["headers"]["x-backstop-delivery"] for r in requests} == sent
     for delivery_id in sent:
         assert wait_until_settled(delivery_id).status == "delivered"
+
+
+def test_secret_shown_once_and_deliveries_listed_for_admins_only(
+    agent: ServiceAccount, client: Client, member: Any
+) -> None:
+    admin = member("admin", Role.ADMIN)
+    client.force_login(admin)
+    answer = client.post(
+        "/api/v1/webhooks/",
+        {"url": "http://127.0.0.1:9/hook", "kinds": ["run.compensated"], "format": "slack"},
+        content_type="application/json",
+    )
+    assert answer.status_code == 201, answer.content
+    secret = answer.json()["secret"]
+    endpoint = WebhookEndpoint.objects.get(pk=answer.json()["id"])
+    assert secret == endpoint.secret and secret.startswith("whsec_")
+    (delivery,) = enqueue(agent.org_id, "run.compensated", {"decision_id": "dec_X"})
+
+    listed = client.get("/api/v1/webhooks/")
+    deliveries = client.get(f"/api/v1/webhooks/{endpoint.id}/deliveries/")
+    page = client.get("/settings/webhooks/")
+    detail = client.get(f"/settings/webhooks/{endpoint.id}/")
+    for later in (listed, deliveries, page, detail):
+        assert later.status_code == 200
+        assert secret not in later.content.decode()
+    assert deliveries.json()["entries"][0]["id"] == delivery.id
+    assert endpoint.url in page.content.decode()
+    assert delivery.id in detail.content.decode() and "Redeliver" in detail.content.decode()
+
+    Delivery.objects.filter(pk=delivery.pk).update(status="failed", attempts=10)
+    again = client.post(f"/api/v1/deliveries/{delivery.id}/redeliver/")
+    assert again.status_code == 200 and again.json()["status"] == "pending"
+
+    created = client.post(
+        "/settings/webhooks/",
+        {"action": "create", "url": "https://hooks.example.com/x", "kinds": ["drill.failed"]},
+    )
+    shown = WebhookEndpoint.objects.get(url="https://hooks.example.com/x").secret
+    assert shown in created.content.decode()
+    assert shown not in client.get("/settings/webhooks/").content.decode()
+    redelivered = client.post(f"/settings/webhooks/deliveries/{delivery.id}/redeliver/")
+    assert redelivered.status_code == 302
+
+    client.force_login(member("viewer", Role.VIEWER))
+    assert client.get("/api/v1/webhooks/").status_code == 403
+    assert client.get("/settings/webhooks/").status_code == 403
+    assert client.post(f"/api/v1/deliveries/{delivery.id}/redeliver/").status_code == 403
 
 
 def test_outbox_rows_commit_with_the_event_or_not_at_all(agent: ServiceAccount) -> None:
