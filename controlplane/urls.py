@@ -7,6 +7,7 @@ from controlplane import pages as views
 from controlplane.api import actions as api_actions
 from controlplane.api import decisions as api
 from controlplane.api import resources as api_resources
+from controlplane.metrics.views import metrics
 from controlplane.api import webhooks as api_webhooks
 from controlplane.pages import webhooks as webhook_pages
 
@@ -68,6 +69,7 @@ urlpatterns = [
     ),
     path("org/", views.switch_org, name="switch-org"),
     path("admin/", admin.site.urls),
+    path("metrics", metrics, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
