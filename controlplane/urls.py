@@ -7,8 +7,8 @@ from controlplane import pages as views
 from controlplane.api import actions as api_actions
 from controlplane.api import decisions as api
 from controlplane.api import resources as api_resources
-from controlplane.metrics.views import metrics
 from controlplane.api import webhooks as api_webhooks
+from controlplane.metrics.views import metrics
 from controlplane.pages import webhooks as webhook_pages
 
 api_v1 = [
