@@ -10,10 +10,12 @@ from controlplane.api import resources as api_resources
 from controlplane.api import webhooks as api_webhooks
 from controlplane.metrics.views import metrics
 from controlplane.pages import webhooks as webhook_pages
+from controlplane.pages.decisions import redrive as redrive_page
 
 api_v1 = [
     path("decisions/", api.decisions, name="api-decisions"),
     path("decisions/<str:decision_id>/", api.decision_detail, name="api-decision"),
+    path("decisions/<str:decision_id>/redrive/", api.decision_redrive, name="api-decision-redrive"),
     path("mutations/", api.mutations, name="api-mutations"),
     path("events/", api.events, name="api-events"),
     path("runs/<str:run_id>/", api.run_detail, name="api-run"),
@@ -45,6 +47,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("decisions/", views.decision_list, name="decisions"),
     path("decisions/<str:decision_id>/", views.decision_detail, name="decision"),
+    path("decisions/<str:decision_id>/redrive/", redrive_page, name="decision-redrive"),
     path("runs/<str:run_id>/", views.run_detail, name="run"),
     path("runs/<str:run_id>/rollback/", views.run_rollback, name="run-rollback"),
     path("runs/<str:run_id>/evidence.json", views.run_evidence_download, name="run-evidence"),

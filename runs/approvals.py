@@ -1,8 +1,9 @@
 """Held runs: a person approves or rejects them, or they expire.
 
-The caller checks the person's role; this module enforces the rest: one decision per
-approval (concurrent clicks dispatch the run once), separation of duties, the payload
-hash the approval is bound to, and the time limit.
+The caller checks the person's role; this module enforces the rest: one vote per
+approver, the number of distinct approvers the policy asked for (concurrent clicks
+dispatch the run once: votes are counted under the approval's row lock), separation of
+duties, the payload hash the approval is bound to, and the time limit.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.utils import timezone
 from mutations.models import RuntimeEvent
 from mutations.services import Surface
 from runs.events import record_run_event
-from runs.models import Approval, RunStatus, WorkflowRun
+from runs.models import Approval, ApprovalVote, RunStatus, WorkflowRun
 from runs.wakeup import notify_runners
 
 
@@ -32,7 +33,15 @@ def approval_ttl() -> timedelta:
     return timedelta(seconds=settings.BACKSTOP_APPROVAL_TTL_SECONDS)
 
 
-def request_approval(run: WorkflowRun, *, payload_hash: str) -> Approval:
+def request_approval(
+    run: WorkflowRun,
+    *,
+    payload_hash: str,
+    required: int = 1,
+    approver_roles: tuple[str, ...] = (),
+) -> Approval:
+    """Hold ``run`` until ``required`` distinct approvers (of ``approver_roles``, if any)
+    approve ``payload_hash``."""
     now = timezone.now()
     return Approval.objects.create(
         org_id=run.org_id,
@@ -40,6 +49,8 @@ def request_approval(run: WorkflowRun, *, payload_hash: str) -> Approval:
         payload_hash=payload_hash,
         requested_at=now,
         expires_at=now + approval_ttl(),
+        required=required,
+        approver_roles=list(approver_roles),
     )
 
 
@@ -54,8 +65,14 @@ def decide(
     surface: Surface,
     comment: str = "",
 ) -> Approval:
-    """Approve (the run is dispatched) or reject (the run ends rejected) a held run."""
+    """Record a person's vote on a held run: the run is dispatched by the vote that
+    completes the approvals it needs, rejected by the first vote against it."""
     with transaction.atomic():
+        expired = _expire_if_due(run_id=run_id, org_id=org_id)
+    if expired is not None:
+        raise ApprovalRefused(f"The approval expired at {expired:%Y-%m-%d %H:%M}Z.")
+    with transaction.atomic():
+        # The row lock orders concurrent votes: each one counts those before it.
         approval = (
             Approval.objects.select_for_update(of=("self",))
             .select_related("run")
@@ -63,6 +80,32 @@ def decide(
         )
         now = timezone.now()
         _refuse_unless_decidable(approval, actor=actor, payload_hash=payload_hash, now=now)
+        if approval.votes.filter(user_id=user_id).exists():
+            raise ApprovalRefused(
+                f"You already approved this run; it needs {approval.approvals_missing} more "
+                "from other approvers."
+            )
+        verdict = ApprovalVote.Verdict.APPROVE if approve else ApprovalVote.Verdict.REJECT
+        ApprovalVote.objects.create(
+            approval=approval,
+            user_id=user_id,
+            actor=actor,
+            verdict=verdict,
+            payload_hash=payload_hash,
+            comment=comment,
+            decided_at=now,
+        )
+        given = approval.approvals_given
+        if approve and given < approval.required:
+            _record_vote(
+                approval,
+                user_id=user_id,
+                actor=actor,
+                surface=surface,
+                given=given,
+                comment=comment,
+            )
+            return approval
         approval.status = Approval.Status.APPROVED if approve else Approval.Status.REJECTED
         approval.decided_by_id = user_id
         approval.decided_at = now
@@ -70,6 +113,52 @@ def decide(
         approval.save(update_fields=["status", "decided_by", "decided_at", "comment"])
         _dispatch_or_reject(approval, user_id=user_id, actor=actor, surface=surface, now=now)
     return approval
+
+
+def _expire_if_due(*, run_id: str, org_id: str) -> datetime | None:
+    """End the run's approval if it ran out of time (committed even though the vote is
+    refused); return when it expired, else None."""
+    now = timezone.now()
+    approval = (
+        Approval.objects.select_for_update(of=("self",))
+        .select_related("run")
+        .filter(run_id=run_id, org_id=org_id, status=Approval.Status.PENDING, expires_at__lte=now)
+        .first()
+    )
+    if approval is None:
+        return None
+    _expire([approval], now)
+    return approval.expires_at
+
+
+def _record_vote(
+    approval: Approval, *, user_id: int, actor: str, surface: Surface, given: int, comment: str
+) -> None:
+    """Record an approval that leaves the run held for more approvers."""
+    record_run_event(
+        approval.run,
+        RuntimeEvent.Kind.APPROVAL_DECIDED,
+        surface=surface,
+        user_id=user_id,
+        delta_summary=f"{actor} approved the run: {given} of {approval.required} approvals",
+        payload=_vote_payload(
+            approval, decision=Approval.Status.PENDING, given=given, comment=comment
+        ),
+    )
+
+
+def _vote_payload(
+    approval: Approval, *, decision: str, given: int, comment: str
+) -> dict[str, object]:
+    """Return what an approval event says: the vote, and the count it brings the run to."""
+    return {
+        "approval_id": approval.id,
+        "decision": decision,
+        "comment": comment,
+        "approvals": given,
+        "required": approval.required,
+        "approved_by": approval.approved_by,
+    }
 
 
 def _refuse_unless_decidable(
@@ -80,7 +169,7 @@ def _refuse_unless_decidable(
         who = f" by {approval.decided_by}" if approval.decided_by_id else ""
         raise ApprovalRefused(f"This run was already {approval.status}{who}.")
     if now >= approval.expires_at:
-        _expire([approval], now)
+        # Expired since _expire_if_due looked: the sweeper ends it.
         raise ApprovalRefused(f"The approval expired at {approval.expires_at:%Y-%m-%d %H:%M}Z.")
     if approval.run.requested_by == actor:
         raise ApprovalRefused(
@@ -98,6 +187,11 @@ def _dispatch_or_reject(
     run = approval.run
     approve = approval.status == Approval.Status.APPROVED
     verb = "approved" if approve else "rejected"
+    given = approval.approvals_given
+    if approval.required > 1 and approve:
+        verb += f" the run: {given} of {approval.required} approvals, dispatched"
+    else:
+        verb += " the run"
     fields: dict[str, object] = {"awaiting_approval": False, "updated_at": now}
     if approve:
         fields |= {"status": RunStatus.PENDING, "next_wake_at": now}
@@ -109,12 +203,10 @@ def _dispatch_or_reject(
         RuntimeEvent.Kind.APPROVAL_DECIDED,
         surface=surface,
         user_id=user_id,
-        delta_summary=f"{actor} {verb} the run",
-        payload={
-            "approval_id": approval.id,
-            "decision": approval.status,
-            "comment": approval.comment,
-        },
+        delta_summary=f"{actor} {verb}",
+        payload=_vote_payload(
+            approval, decision=approval.status, given=given, comment=approval.comment
+        ),
     )
     if approve:
         notify_runners()

@@ -199,7 +199,11 @@ def _approval_id() -> str:
 
 
 class Approval(models.Model):
-    """A person's decision on a held run, bound to the exact decision payload it approves."""
+    """People's decision on a held run, bound to the exact decision payload it approves.
+
+    It is approved once ``required`` distinct approvers voted for it (one ApprovalVote
+    each), rejected by the first vote against it. ``decided_by`` is whoever settled it.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -219,6 +223,12 @@ class Approval(models.Model):
     )
     decided_at = models.DateTimeField(null=True)
     comment = models.TextField(blank=True)
+    required = models.PositiveSmallIntegerField(
+        default=1, help_text="Distinct approvers needed, from the policy rule that held the run."
+    )
+    approver_roles = models.JSONField(
+        default=list, help_text="The roles that may approve; empty: every approving role."
+    )
 
     class Meta:
         indexes: ClassVar[list[models.Index]] = [
@@ -227,3 +237,45 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {self.status}"
+
+    @property
+    def approved_by(self) -> list[str]:
+        """Return who approved so far, in order (from prefetched votes when there are)."""
+        votes = sorted(self.votes.all(), key=lambda v: (v.decided_at, v.pk))
+        return [v.actor for v in votes if v.verdict == ApprovalVote.Verdict.APPROVE]
+
+    @property
+    def approvals_given(self) -> int:
+        return len(self.approved_by)
+
+    @property
+    def approvals_missing(self) -> int:
+        """Return how many more approvers the run waits for (0 once decided)."""
+        if self.status != self.Status.PENDING:
+            return 0
+        return max(self.required - self.approvals_given, 0)
+
+
+class ApprovalVote(models.Model):
+    """One approver's verdict on a held run: the unique pair is the arbiter of one vote each."""
+
+    class Verdict(models.TextChoices):
+        APPROVE = "approve"
+        REJECT = "reject"
+
+    approval = models.ForeignKey(Approval, on_delete=models.PROTECT, related_name="votes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    actor = models.CharField(max_length=150, help_text="How events name the voter.")
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    payload_hash = models.CharField(max_length=64, help_text="The decision payload voted on.")
+    comment = models.TextField(blank=True)
+    decided_at = models.DateTimeField()
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["decided_at", "id"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["approval", "user"], name="one_vote_per_approver"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.approval_id} {self.actor} {self.verdict}"

@@ -27,9 +27,11 @@ def create_run(
     awaiting_approval: bool = False,
     is_drill: bool = False,
     attempt: int = FIRST_ATTEMPT,
+    approvals: int = 1,
+    approver_roles: tuple[str, ...] = (),
 ) -> WorkflowRun:
     """Create the run of a decision, pinned to the workflow version it starts on; a held
-    run waits for an approval bound to the decision's payload hash."""
+    run waits for ``approvals`` distinct approvers of the decision's payload hash."""
     now = timezone.now()
     if not awaiting_approval:
         notify_runners()  # delivered when the caller's transaction commits
@@ -54,5 +56,7 @@ def create_run(
         updated_at=now,
     )
     if awaiting_approval:
-        request_approval(run, payload_hash=payload_hash)
+        request_approval(
+            run, payload_hash=payload_hash, required=approvals, approver_roles=approver_roles
+        )
     return run

@@ -23,6 +23,7 @@ from controlplane.api import schema as schema
 from controlplane.api import shapes
 from controlplane.api.schema import document
 from controlplane.intake.approvals import decide_held_run
+from controlplane.intake.redrive import REASON_MAX_LENGTH, redrive_decision
 from controlplane.intake.serializers import DecisionInSerializer
 from controlplane.intake.submit import submit_decision
 from controlplane.models import Decision
@@ -85,6 +86,40 @@ def decision_detail(request: Request, decision_id: str) -> Response:
     """A decision with its timeline: the Mutation Log entries and the runtime events."""
     decision = queries.get_decision(current_org(request), decision_id)
     return Response(shapes.DecisionDetail(decision).data)
+
+
+class RedriveSerializer(serializers.Serializer[dict[str, Any]]):
+    reason = serializers.CharField(
+        max_length=REASON_MAX_LENGTH, help_text="Why the decision runs again; kept with it."
+    )
+
+
+@document(request=RedriveSerializer, responses={201: shapes.RedriveResult})
+@api_view(["POST"])
+def decision_redrive(request: Request, decision_id: str) -> Response:
+    """Run a failed, compensated or expired decision again as a new attempt
+    (`<decision_id>-attempt-<n>`): through the policy gate again, with new platform calls.
+    Operators and admins only; who, when and why are recorded as events of the decision."""
+    membership = current_membership(request)
+    decision = queries.get_decision(membership.org, decision_id)
+    body = RedriveSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    done = redrive_decision(
+        membership=membership,
+        user=request.user,
+        decision_id=decision.id,
+        reason=body.validated_data["reason"],
+        surface=Surface.API,
+    )
+    result = {
+        "decision_id": decision.id,
+        "attempt": done.attempt,
+        "outcome": done.outcome,
+        "reason": body.validated_data["reason"].strip(),
+        "requested_by": actor_of(request.user),
+        "run": done.run,
+    }
+    return Response(shapes.RedriveResult(result).data, status=status.HTTP_201_CREATED)
 
 
 def _queried_decision(request: Request) -> Decision:
@@ -153,12 +188,13 @@ def _decide(request: Request, run_id: str, *, approve: bool) -> Response:
     run = queries.get_run(membership.org, run_id)
     body = ApprovalSerializer(data=request.data)
     body.is_valid(raise_exception=True)
+    comment = body.validated_data["comment"]
     approval = decide_held_run(
         membership=membership,
         user=request.user,
         run=run,
         approve=approve,
-        comment=body.validated_data["comment"],
+        comment=comment,
         surface=Surface.API,
     )
     run.refresh_from_db()
@@ -166,7 +202,11 @@ def _decide(request: Request, run_id: str, *, approve: bool) -> Response:
         "approval_id": approval.id,
         "status": approval.status,
         "decided_by": actor_of(request.user),
-        "comment": approval.comment,
+        "comment": comment,
+        "approvals": approval.approvals_given,
+        "approvals_required": approval.required,
+        "remaining": approval.approvals_missing,
+        "approved_by": approval.approved_by,
         "run": run,
     }
     return Response(shapes.ApprovalResult(result).data)
@@ -175,7 +215,9 @@ def _decide(request: Request, run_id: str, *, approve: bool) -> Response:
 @document(request=ApprovalSerializer, responses={200: shapes.ApprovalResult})
 @api_view(["POST"])
 def run_approve(request: Request, run_id: str) -> Response:
-    """Approve a held run: it is dispatched to the runners."""
+    """Approve a held run: once it has the distinct approvals its policy rule asks for
+    (one unless the rule says `approvals: n`), it is dispatched to the runners; until
+    then the answer says how many are still needed."""
     return _decide(request, run_id, approve=True)
 
 

@@ -13,6 +13,7 @@ from rest_framework.views import exception_handler
 from controlplane.api.shapes import Error
 from controlplane.drills.start import DrillRefused
 from controlplane.exceptions import DecisionConflict, NoOrganization
+from controlplane.intake.redrive import RedriveRefused
 from controlplane.policy.rules import PolicyInvalid
 from runs.approvals import ApprovalRefused
 from runs.models import Approval
@@ -75,7 +76,9 @@ def refusal(exc: Exception, context: dict[str, Any]) -> Response | None:
         return Response(
             error_body("conflict", str(exc), {"id": [str(exc)]}), status.HTTP_409_CONFLICT
         )
-    if isinstance(exc, RollbackRefused) or (isinstance(exc, ApprovalRefused) and exc.conflict):
+    if isinstance(exc, RollbackRefused | RedriveRefused) or (
+        isinstance(exc, ApprovalRefused) and exc.conflict
+    ):
         return Response(error_body("conflict", str(exc)), status.HTTP_409_CONFLICT)
     if isinstance(exc, ApprovalRefused | NoOrganization):
         return Response(error_body("permission_denied", str(exc)), status.HTTP_403_FORBIDDEN)

@@ -114,11 +114,16 @@ class MutationEntry(serializers.Serializer[Mutation]):
 
 
 class DecisionDetail(DecisionOut):
-    """A decision with its timeline: its Mutation Log entries and its runtime events, both in
-    the order they happened (their models' ordering)."""
+    """A decision with its timeline: every run (one per attempt, oldest first), its
+    Mutation Log entries and its runtime events, in the order they happened."""
 
+    runs = serializers.SerializerMethodField()
     mutations = MutationEntry(many=True)
     events = RuntimeEventSerializer(many=True)
+
+    @extend_schema_field(WorkflowRunSerializer(many=True))
+    def get_runs(self, decision: Decision) -> Any:
+        return WorkflowRunSerializer(decision.runs.order_by("created_at"), many=True).data
 
 
 class DecisionListItem(DecisionDocument):
@@ -210,11 +215,31 @@ class Evidence(serializers.Serializer[dict[str, Any]]):
 
 
 class ApprovalResult(serializers.Serializer[dict[str, Any]]):
+    """A vote on a held run: the approval's status (pending while more approvers are
+    needed), the count so far and how many are still needed, and the run."""
+
     approval_id = serializers.CharField()
     status = serializers.CharField()
-    decided_by = serializers.CharField()
+    decided_by = serializers.CharField(help_text="Who cast this vote.")
     comment = serializers.CharField(allow_blank=True)
+    approvals = serializers.IntegerField(help_text="Distinct approvers so far.")
+    approvals_required = serializers.IntegerField(
+        help_text="Distinct approvers the policy asks for."
+    )
+    remaining = serializers.IntegerField(help_text="Approvals still needed; 0 once decided.")
+    approved_by = serializers.ListField(child=serializers.CharField())
     run = WorkflowRunSerializer()
+
+
+class RedriveResult(serializers.Serializer[dict[str, Any]]):
+    """A redrive: the new attempt, the gate's verdict on it and its run (null if denied)."""
+
+    decision_id = serializers.CharField()
+    attempt = serializers.IntegerField()
+    outcome = serializers.ChoiceField(choices=PolicyEvaluation.Outcome.values)
+    reason = serializers.CharField()
+    requested_by = serializers.CharField()
+    run = WorkflowRunSerializer(allow_null=True)
 
 
 class HeldRun(serializers.Serializer[HeldRunItem]):
@@ -231,6 +256,13 @@ class HeldRun(serializers.Serializer[HeldRunItem]):
     plan = serializers.ListField(child=serializers.DictField())
     requested_at = Moment(source="run.approval.requested_at")
     expires_at = Moment(source="run.approval.expires_at")
+    approvals = serializers.IntegerField(source="approvals_given")
+    approvals_required = serializers.IntegerField(source="required")
+    remaining = serializers.IntegerField(source="approvals_missing")
+    approved_by = serializers.ListField(child=serializers.CharField())
+    approver_roles = serializers.ListField(
+        child=serializers.CharField(), help_text="Who may decide; empty: approvers and admins."
+    )
 
 
 class HeldList(serializers.Serializer[dict[str, Any]]):

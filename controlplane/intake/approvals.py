@@ -9,7 +9,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from controlplane.access.tenancy import actor_of, can_approve
+from controlplane.access.tenancy import APPROVERS, actor_of, can_approve, require
 from controlplane.models import Decision, Membership, Organization
 from controlplane.notify.outbox import approval_payload, enqueue
 from mutations.services import Surface
@@ -32,6 +32,30 @@ class HeldRun:
     def rules(self) -> list[str]:
         evaluation = getattr(self.decision, "evaluation", None)
         return evaluation.deciding_rule_ids if evaluation else []
+
+    @property
+    def approval(self) -> Approval:
+        return self.run.approval
+
+    @property
+    def approved_by(self) -> list[str]:
+        return self.approval.approved_by
+
+    @property
+    def approvals_given(self) -> int:
+        return self.approval.approvals_given
+
+    @property
+    def required(self) -> int:
+        return self.approval.required
+
+    @property
+    def approvals_missing(self) -> int:
+        return self.approval.approvals_missing
+
+    @property
+    def approver_roles(self) -> list[str]:
+        return list(self.approval.approver_roles)
 
     @property
     def at_stake(self) -> str:
@@ -64,6 +88,7 @@ def held_runs(org: Organization, *, limit: int) -> list[HeldRun]:
     waiting = (
         WorkflowRun.objects.filter(org=org, status=RunStatus.AWAITING_APPROVAL)
         .select_related("decision", "decision__evaluation", "approval")
+        .prefetch_related("approval__votes")
         .order_by("created_at")
     )
     return [HeldRun(run) for run in waiting[:limit]]
@@ -78,12 +103,17 @@ def decide_held_run(
     comment: str,
     surface: Surface,
 ) -> Approval:
-    """Approve or reject a run of the member's organization, as that member, from ``surface``.
+    """Vote to approve or reject a run of the member's organization, as that member, from
+    ``surface``; the run moves on once it has the approvals its policy rule asked for.
 
     Raises PermissionDenied for a role that may not decide, ApprovalRefused otherwise.
     """
     if not can_approve(membership):
         raise PermissionDenied("Only approvers and admins may approve or reject held runs.")
+    roles = run.approval.approver_roles
+    if roles and membership.role not in roles:
+        # The policy rule that held the run narrowed who may decide it.
+        require(membership, tuple(r for r in APPROVERS if r in roles), to="decide this run")
     with transaction.atomic():
         approval = approvals.decide(
             run_id=run.run_id,

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from controlplane.access.tenancy import can_approve, current_membership
+from controlplane.access.tenancy import actor_of, can_approve, current_membership
 from controlplane.intake.approvals import decide_held_run, held_runs
 from controlplane.pages import queries
 from controlplane.pages.amounts import amount_of, total_of
@@ -33,6 +33,7 @@ def approvals(request: HttpRequest) -> HttpResponse:
         "at_stake": total_of(h.decision.action for h in held),
         "expires_after": settings.BACKSTOP_APPROVAL_TTL_SECONDS,
         "can_approve": can_approve(membership),
+        "me": actor_of(request.user),
     }
     return render(request, "controlplane/approvals.html", context)
 
@@ -44,7 +45,7 @@ def decide(request: HttpRequest, run_id: str, verdict: str) -> HttpResponse:
     run = queries.get_run(membership.org, run_id)
     comment = request.POST.get("comment", "")[:2000]
     try:
-        decide_held_run(
+        approval = decide_held_run(
             membership=membership,
             user=request.user,
             run=run,
@@ -55,7 +56,15 @@ def decide(request: HttpRequest, run_id: str, verdict: str) -> HttpResponse:
     except (ApprovalRefused, Approval.DoesNotExist) as refused:
         messages.error(request, str(refused) or "This run was never held for approval.")
     else:
-        verb = "Approved: the runners will execute it" if verdict == "approve" else "Rejected"
+        if approval.status == Approval.Status.PENDING:
+            verb = (
+                f"Approved: {approval.approvals_given} of {approval.required} approvals, "
+                f"waiting for {approval.approvals_missing} more"
+            )
+        elif verdict == "approve":
+            verb = "Approved: the runners will execute it"
+        else:
+            verb = "Rejected"
         messages.success(request, f"{verb} ({run.run_id}).")
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):

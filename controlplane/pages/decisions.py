@@ -4,20 +4,29 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.middleware import HtmxDetails
 
-from controlplane.access.tenancy import can_approve, current_membership, current_org
+from controlplane.access.tenancy import can_approve, can_operate, current_membership, current_org
+from controlplane.intake.redrive import (
+    REASON_MAX_LENGTH,
+    RedriveRefused,
+    redrivable,
+    redrive_decision,
+)
 from controlplane.models import Decision, decision_status
 from controlplane.pages import queries, view_models
 from controlplane.pages.amounts import amount_of
 from controlplane.pages.forms import DRILLS_DEFAULT, Cursor, DecisionFilterForm
 from mutations.models import LogHead
+from mutations.services import Surface
 from runs.models import RunStatus
 
 # htmx stops polling when a response has this status.
@@ -110,5 +119,49 @@ def decision_detail(request: HtmxHttpRequest, decision_id: str) -> HttpResponse:
     if request.htmx:
         template += "#timeline"
         status = 200 if live else HTMX_STOP_POLLING
-    context = {"org": org, "t": timeline, "live": live, "can_approve": can_approve(membership)}
+    context = {
+        "org": org,
+        "t": timeline,
+        "live": live,
+        "can_approve": can_approve(membership),
+        "redrive": _redrive_offer(timeline.runs, can_operate(membership)),
+        "reason_max_length": REASON_MAX_LENGTH,
+    }
     return render(request, template, context, status=status)
+
+
+def _redrive_offer(views: list[view_models.RunView], may: bool) -> dict[str, object] | None:
+    """Return what the redrive form says (the next attempt, the run it follows), or None
+    when the decision's latest run cannot be redriven or the member may not."""
+    latest = views[-1].run if views else None
+    if not may or latest is None or not redrivable(latest):
+        return None
+    return {"attempt": len(views) + 1, "after": latest}
+
+
+@require_POST
+@login_required
+def redrive(request: HttpRequest, decision_id: str) -> HttpResponse:
+    """Run a failed, compensated or expired decision again as a new attempt, with a reason."""
+    membership = current_membership(request)
+    decision = queries.get_decision(membership.org, decision_id)
+    try:
+        done = redrive_decision(
+            membership=membership,
+            user=request.user,
+            decision_id=decision.id,
+            reason=request.POST.get("reason", "")[:REASON_MAX_LENGTH],
+            surface=Surface.DASHBOARD,
+        )
+    except (RedriveRefused, ValueError) as refused:
+        messages.error(request, str(refused))
+    except Decision.DoesNotExist as missing:
+        raise Http404 from missing
+    else:
+        if done.run is None:
+            messages.error(request, f"Attempt {done.attempt}: the policy denies it now.")
+        elif done.run.status == RunStatus.AWAITING_APPROVAL:
+            messages.success(request, f"Attempt {done.attempt} is held for an approver.")
+        else:
+            messages.success(request, f"Attempt {done.attempt} started ({done.run.run_id}).")
+    return redirect(reverse("decision", args=[decision.id]))

@@ -8,6 +8,8 @@ Grammar::
       - id: large-shift-needs-human
         when: { action.amount: { gt: 5000 } }
         decision: require_human
+        approvals: 2                    # distinct approvers, never the submitter
+        approver_roles: [approver, admin]
 """
 
 from __future__ import annotations
@@ -52,7 +54,12 @@ INPUT_KEYS = frozenset(
     }
 )
 TOP_LEVEL_KEYS = frozenset({"version", "default", "description", "rules"})
-RULE_KEYS = frozenset({"id", "when", "decision", "description"})
+RULE_KEYS = frozenset({"id", "when", "decision", "description", "approvals", "approver_roles"})
+# A held run needs this many distinct approvers unless its rule asks for more.
+ONE_APPROVAL = 1
+MAX_APPROVALS = 10
+# The roles that approve at all; a rule may narrow them, never widen them.
+APPROVING_ROLES = ("approver", "admin")
 
 _MISSING = object()
 
@@ -98,6 +105,8 @@ class Rule:
     id: str
     conditions: tuple[Condition, ...]
     decision: str
+    approvals: int = ONE_APPROVAL
+    approver_roles: tuple[str, ...] = ()
 
     def matches(self, inputs: dict[str, Any]) -> bool:
         return all(c.holds(inputs) for c in self.conditions)
@@ -118,6 +127,9 @@ class Evaluation:
     outcome: str
     matched_rule_ids: list[str]
     deciding_rule_ids: list[str]
+    # What a held run needs: how many distinct approvers, and of which roles (any if empty).
+    approvals: int = ONE_APPROVAL
+    approver_roles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,7 +156,22 @@ class Policy:
             # An agent that says its decision is not auto-executable is always held.
             outcome, deciding = FAIL_CLOSED, [AUTO_EXECUTABLE_RULE]
             matched_ids.append(AUTO_EXECUTABLE_RULE)
-        return Evaluation(outcome, matched_ids, deciding)
+        if outcome != FAIL_CLOSED:
+            return Evaluation(outcome, matched_ids, deciding)
+        holding = [r for r in matched if r.id in deciding]
+        return Evaluation(outcome, matched_ids, deciding, *_approval_needs(holding))
+
+
+def _approval_needs(rules: list[Rule]) -> tuple[int, tuple[str, ...]]:
+    """Return what the rules holding a run ask of its approval, the most restrictive of
+    each: the largest count, and the roles every rule that names roles allows."""
+    count = max((r.approvals for r in rules), default=ONE_APPROVAL)
+    named = [set(r.approver_roles) for r in rules if r.approver_roles]
+    if not named:
+        return count, ()
+    common = set.intersection(*named)
+    # Rules that share no role leave the most powerful one: a run is never held for nobody.
+    return count, tuple(role for role in APPROVING_ROLES if role in common) or ("admin",)
 
 
 def lookup(inputs: dict[str, Any], key: str) -> Any:
@@ -249,9 +276,56 @@ def _parse_rule(raw: LineMapping, field: str, problem: Any) -> Rule | None:
                 ok = False
             else:
                 conditions.extend(condition)
-    if not ok:
+    approvals, approver_roles = _parse_approval_fields(raw, field, decision, problem)
+    if not ok or approvals is None or approver_roles is None:
         return None
-    return Rule(id=str(rule_id), conditions=tuple(conditions), decision=str(decision))
+    return Rule(
+        id=str(rule_id),
+        conditions=tuple(conditions),
+        decision=str(decision),
+        approvals=approvals,
+        approver_roles=approver_roles,
+    )
+
+
+def _parse_approval_fields(
+    raw: LineMapping, field: str, decision: Any, problem: Any
+) -> tuple[int | None, tuple[str, ...] | None]:
+    """Return a rule's approvals and approver_roles, None for each that is invalid."""
+    approvals: int | None = ONE_APPROVAL
+    roles: tuple[str, ...] | None = ()
+    for key in ("approvals", "approver_roles"):
+        if key in raw and decision != FAIL_CLOSED:
+            problem(raw.lines[key], f"{field}.{key}", f"only a {FAIL_CLOSED} rule takes {key}")
+            approvals = None if key == "approvals" else approvals
+            roles = None if key == "approver_roles" else roles
+    if approvals is not None and "approvals" in raw:
+        count = raw["approvals"]
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_APPROVALS:
+            problem(
+                raw.lines["approvals"],
+                f"{field}.approvals",
+                f"must be a whole number from 1 to {MAX_APPROVALS}; got {count!r}",
+            )
+            approvals = None
+        else:
+            approvals = count
+    if roles is not None and "approver_roles" in raw:
+        named = raw["approver_roles"]
+        if (
+            not isinstance(named, list)
+            or not named
+            or any(role not in APPROVING_ROLES for role in named)
+        ):
+            problem(
+                raw.lines["approver_roles"],
+                f"{field}.approver_roles",
+                f"must be a list of {' and '.join(APPROVING_ROLES)}; got {named!r}",
+            )
+            roles = None
+        else:
+            roles = tuple(role for role in APPROVING_ROLES if role in named)
+    return approvals, roles
 
 
 def _parse_condition(
