@@ -39,6 +39,8 @@ from django.db.backends.signals import connection_created
 from prometheus_client import Counter
 from psycopg.pq import TransactionStatus
 
+from runs import tracing
+
 ENVIRONMENT_VARIABLE = "BACKSTOP_INSTRUMENTATION_DIR"
 
 # Outcomes not recorded because another runner had taken the run (its lease ran out),
@@ -71,8 +73,11 @@ _wrapped: list[BaseDatabaseWrapper] = []
 
 
 def start() -> None:
-    """Count from now on if ``BACKSTOP_INSTRUMENTATION_DIR`` is set; otherwise do nothing."""
+    """Count from now on if ``BACKSTOP_INSTRUMENTATION_DIR`` is set; otherwise do nothing.
+    Either way, set tracing up from ``OTEL_*`` now, so a runner says at start-up what it
+    exports (``runs.tracing``)."""
     global _counters, _directory, _cpu_at_start
+    tracing.configure()
     directory = os.environ.get(ENVIRONMENT_VARIABLE)
     if not directory or _counters is not None:
         return
