@@ -42,6 +42,7 @@ EXPORTER_VARIABLE = "OTEL_TRACES_EXPORTER"
 
 _configured = threading.Lock()
 _done = False
+_OFF = nullcontext()  # reusable: what a span is when tracing is off, nothing allocated
 
 
 def configure() -> None:
@@ -155,7 +156,7 @@ def decision_span(
     """Start a span of the decision's trace (``backstop.<key>`` attributes); when tracing
     is off, return a no-op context manager that yields None."""
     if not enabled():
-        return nullcontext()
+        return _OFF
     return _span(
         name,
         backstop_trace_id,
@@ -167,7 +168,7 @@ def child_span(name: str, **attributes: Any) -> Any:
     """Start a span under the current one (e.g. the policy evaluation under the intake);
     a no-op context manager when tracing is off."""
     if not enabled():
-        return nullcontext()
+        return _OFF
     return trace.get_tracer(TRACER_NAME).start_as_current_span(
         name,
         attributes={
