@@ -67,10 +67,7 @@ def decide(
 ) -> Approval:
     """Record a person's vote on a held run: the run is dispatched by the vote that
     completes the approvals it needs, rejected by the first vote against it."""
-    with transaction.atomic():
-        expired = _expire_if_due(run_id=run_id, org_id=org_id)
-    if expired is not None:
-        raise ApprovalRefused(f"The approval expired at {expired:%Y-%m-%d %H:%M}Z.")
+    refuse_if_expired(run_id=run_id, org_id=org_id)
     with transaction.atomic():
         # The row lock orders concurrent votes: each one counts those before it.
         approval = (
@@ -115,20 +112,23 @@ def decide(
     return approval
 
 
-def _expire_if_due(*, run_id: str, org_id: str) -> datetime | None:
-    """End the run's approval if it ran out of time (committed even though the vote is
-    refused); return when it expired, else None."""
+def refuse_if_expired(*, run_id: str, org_id: str) -> None:
+    """End the run's approval if it ran out of time and raise ApprovalRefused. Call it
+    outside the transaction of the vote: the expiry is kept although the vote is refused."""
     now = timezone.now()
-    approval = (
-        Approval.objects.select_for_update(of=("self",))
-        .select_related("run")
-        .filter(run_id=run_id, org_id=org_id, status=Approval.Status.PENDING, expires_at__lte=now)
-        .first()
-    )
-    if approval is None:
-        return None
-    _expire([approval], now)
-    return approval.expires_at
+    with transaction.atomic():
+        approval = (
+            Approval.objects.select_for_update(of=("self",))
+            .select_related("run")
+            .filter(
+                run_id=run_id, org_id=org_id, status=Approval.Status.PENDING, expires_at__lte=now
+            )
+            .first()
+        )
+        if approval is None:
+            return
+        _expire([approval], now)
+    raise ApprovalRefused(f"The approval expired at {approval.expires_at:%Y-%m-%d %H:%M}Z.")
 
 
 def _record_vote(
@@ -169,7 +169,7 @@ def _refuse_unless_decidable(
         who = f" by {approval.decided_by}" if approval.decided_by_id else ""
         raise ApprovalRefused(f"This run was already {approval.status}{who}.")
     if now >= approval.expires_at:
-        # Expired since _expire_if_due looked: the sweeper ends it.
+        # Expired since refuse_if_expired looked: the sweeper ends it.
         raise ApprovalRefused(f"The approval expired at {approval.expires_at:%Y-%m-%d %H:%M}Z.")
     if approval.run.requested_by == actor:
         raise ApprovalRefused(

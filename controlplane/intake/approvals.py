@@ -114,6 +114,7 @@ def decide_held_run(
     if roles and membership.role not in roles:
         # The policy rule that held the run narrowed who may decide it.
         require(membership, tuple(r for r in APPROVERS if r in roles), to="decide this run")
+    approvals.refuse_if_expired(run_id=run.run_id, org_id=run.org_id)
     with transaction.atomic():
         approval = approvals.decide(
             run_id=run.run_id,

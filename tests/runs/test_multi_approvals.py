@@ -1,11 +1,13 @@
 """M-of-N approvals: a rule asks for several distinct approvers; the run moves once."""
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection, connections
 from django.test import Client
+from django.utils import timezone
 
 from controlplane.models import Role, ServiceAccount, Workspace
 from controlplane.policy.rules import PolicyInvalid, parse_policy
@@ -184,6 +186,20 @@ def test_pages_show_the_count_and_who_approved(
     assert "1 of 2 approvals" in page and "You approved this run" not in page
     timeline = client.get(f"/decisions/{held.decision_id}/").content.decode()
     assert "1 of 2 approvals" in timeline and "user:ann" in timeline
+
+
+def test_a_vote_on_an_expired_approval_is_refused_and_the_run_expires(
+    held: WorkflowRun, client: Client, member: Any
+) -> None:
+    Approval.objects.filter(run=held).update(expires_at=timezone.now() - timedelta(seconds=1))
+    client.force_login(member("ann", Role.APPROVER))
+    response = approve(client, held)
+
+    assert response.status_code == 409
+    assert "expired" in response.json()["error"]["message"]
+    held.refresh_from_db()
+    assert held.status == RunStatus.EXPIRED  # kept, although the vote was refused
+    assert not ApprovalVote.objects.filter(approval__run=held).exists()
 
 
 @pytest.mark.parametrize(
