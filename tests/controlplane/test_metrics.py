@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 from django.db.models import Count
 from django.test import Client
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane.metrics.collectors import DURATION_BUCKETS
 from controlplane.models import Decision, Organization
+from controlplane.notify.models import Delivery, WebhookEndpoint
 from mutations.models import LogHead
 from runs import instrumentation
 from runs.models import RunStatus, StepExecution, WorkflowRun
@@ -165,3 +167,19 @@ def test_a_scrape_is_a_handful_of_queries(
     with django_assert_max_num_queries(10):
         response = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200
+
+
+def test_failed_webhook_deliveries_are_counted(
+    client: Client, protected: None, demo: Organization
+) -> None:
+    endpoint = WebhookEndpoint.objects.create(
+        org=demo, url="http://receiver.test/hook", kinds=["run.compensated"], created_by="test"
+    )
+    now = timezone.now()
+    for status in ("failed", "failed", "delivered"):
+        Delivery.objects.create(
+            org=demo, endpoint=endpoint, kind="run.compensated", status=status, next_attempt_at=now
+        )
+    samples = scrape(client)
+    failed = Delivery.objects.filter(org=demo, status="failed").count()
+    assert value(samples, "backstop_webhook_deliveries", org="demo", status="failed") == failed

@@ -34,9 +34,11 @@ def test_runner_logs_one_json_object_per_line_with_run_and_trace(
     assert about_run, entries
     for entry in about_run:
         assert entry["trace_id"] == decision.trace_id
-        assert entry["decision_id"] == decision.id
-        assert entry["logger"] == "runs.engine"
         assert entry["level"] == "INFO"
-    messages = [entry["message"] for entry in about_run]
+    # The outcomes pass the ids as fields; the claim's line has them in its text only.
+    outcomes = [entry for entry in about_run if entry["logger"] == "runs.engine"]
+    assert outcomes and all(entry["decision_id"] == decision.id for entry in outcomes)
+    assert any(entry["logger"] == "runs.claims" for entry in about_run)
+    messages = [entry["message"] for entry in outcomes]
     assert any("step=credit_target_channel" in m and "outcome=failed" in m for m in messages)
     assert messages[-1].endswith("finished status=compensated")
