@@ -15,17 +15,36 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.db import connection, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from controlplane.drills.start import start_drill
-from controlplane.models import Delivery, Drill, Role, ServiceAccount, WebhookEndpoint
+from controlplane.intake.approvals import decide_held_run
+from controlplane.models import (
+    Delivery,
+    Drill,
+    Membership,
+    Role,
+    ServiceAccount,
+    WebhookEndpoint,
+)
 from controlplane.notify import enqueue
+from controlplane.notify.chain import notify_broken_chains
 from controlplane.notify.models import EVENT_KINDS
+from controlplane.notify.sender import body_of
 from controlplane.notify.services import create_endpoint
+from mutations.connectors.sandbox import open_campaigns
+from mutations.models import LogHead
 from mutations.platformserver.process import ServerProcess, free_ports
+from mutations.services import Surface
+from runs import engine
+from runs.records import Recorder
 from tests.conftest import rebalance, submit
 from tests.controlplane.test_mcp import seed_scenario
 from tests.processes import ROOT, Runners
+from tests.runs.test_group_commit import WORKER, claimed_runs, first_calls
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -234,10 +253,70 @@ def test_outbox_rows_commit_with_the_event_or_not_at_all(agent: ServiceAccount) 
     create_endpoint(
         org=agent.org, url="http://127.0.0.1:9/", kinds=["approval.requested"], created_by="t"
     )
+    with pytest.raises(RuntimeError), transaction.atomic():
+        submit(agent, rebalance(amount=6000))
+        assert Delivery.objects.count() == 1
+        raise RuntimeError("the intake's transaction rolls back")
+    assert Delivery.objects.count() == 0
+
     held = submit(agent, rebalance(amount=6000))
     (delivery,) = Delivery.objects.filter(kind="approval.requested")
     assert delivery.payload["decision_id"] == held.id
     assert delivery.status == "pending" and delivery.attempts == 0
+
+
+def test_approval_decided_is_told_once_decided(agent: ServiceAccount, member: Any) -> None:
+    create_endpoint(
+        org=agent.org, url="http://127.0.0.1:9/", kinds=["approval.decided"], created_by="t"
+    )
+    approver = member("approver", Role.APPROVER)
+    held = submit(agent, rebalance(amount=6000))
+    run = held.runs.get()
+    decide_held_run(
+        membership=Membership.objects.get(user=approver),
+        user=approver,
+        run=run,
+        approve=False,
+        comment="too large",
+        surface=Surface.DASHBOARD,
+    )
+    (delivery,) = Delivery.objects.filter(kind="approval.decided")
+    assert delivery.payload["decision"] == "rejected"
+    assert delivery.payload["decided_by"] == "user:approver"
+    assert delivery.payload["run_id"] == run.run_id
+
+
+def test_broken_chain_is_told_once_per_endpoint(agent: ServiceAccount) -> None:
+    endpoint = create_endpoint(
+        org=agent.org, url="http://127.0.0.1:9/", kinds=["chain.broken"], created_by="t"
+    )
+    LogHead.objects.update_or_create(
+        org_id=agent.org_id, defaults={"broken_at": 3, "broken_reason": "entry 3: changed"}
+    )
+    assert notify_broken_chains() == 1
+    assert notify_broken_chains() == 0
+    (delivery,) = Delivery.objects.filter(kind="chain.broken")
+    assert delivery.endpoint_id == endpoint.id
+    assert delivery.payload["reason"] == "entry 3: changed"
+
+
+def test_slack_format_is_an_incoming_webhook_message_with_a_link(
+    agent: ServiceAccount,
+) -> None:
+    endpoint = create_endpoint(
+        org=agent.org,
+        url="http://127.0.0.1:9/",
+        kinds=["approval.requested"],
+        format="slack",
+        created_by="t",
+    )
+    held = submit(agent, rebalance(amount=6000))
+    (delivery,) = Delivery.objects.filter(kind="approval.requested")
+    message = json.loads(body_of(delivery, endpoint))
+    assert set(message) == {"text", "blocks"}
+    assert f"{settings.BACKSTOP_PUBLIC_URL}/approvals/" in message["text"]
+    assert held.summary in message["text"]
+    assert message["blocks"][1]["elements"][0]["url"].endswith("/approvals/")
 
 
 def test_secret_never_in_runner_logs(
@@ -258,3 +337,26 @@ def test_secret_never_in_runner_logs(
         _, stderr = runner.communicate()
     assert b"HTTP 500" in stderr
     assert endpoint.secret.encode() not in stderr
+
+
+def test_runs_ending_in_a_group_cost_one_lookup_and_one_insert(agent: ServiceAccount) -> None:
+    open_campaigns(
+        org_id=agent.org_id, markets=[f"m{n}" for n in range(6)], daily_budget_micros=10**12
+    )
+    create_endpoint(
+        org=agent.org, url="http://127.0.0.1:9/", kinds=["run.completed"], created_by="t"
+    )
+    states = claimed_runs(agent, 6)
+    recorder = Recorder(worker_id=WORKER)
+    for last in (False, True):  # debit, then credit: the runs end in the second group
+        calls = first_calls(states)
+        with CaptureQueriesContext(connection) as queries, recorder.recording(states):
+            for state, called in calls:
+                assert engine.record(recorder, state, called) is last
+
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert sum('"controlplane_webhookendpoint"' in q for q in sql) == 1
+    assert sum(q.startswith('INSERT INTO "controlplane_delivery"') for q in sql) == 1
+    ended = Delivery.objects.filter(kind="run.completed")
+    assert sorted(d.payload["run_id"] for d in ended) == sorted(s.run.run_id for s in states)
+    assert {d.payload["status"] for d in ended} == {"completed"}
