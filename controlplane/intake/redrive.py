@@ -15,6 +15,7 @@ from django.db import transaction
 
 from controlplane.access.tenancy import OPERATORS, actor_of, require
 from controlplane.models import Decision, Membership, PolicyEvaluation
+from controlplane.notify.outbox import approval_payload, enqueue
 from controlplane.policy.rules import Evaluation
 from controlplane.policy.versions import evaluate_policy
 from mutations.models import RuntimeEvent
@@ -161,6 +162,7 @@ def _gate_and_start(
             delta_summary=f"Attempt {attempt} held for a human approver",
             payload={"workflow_run_id": run.run_id, "attempt": attempt},
         )
+        enqueue(run.org_id, "approval.requested", approval_payload(run, summary=decision.summary))
     return Redrive(decision=decision, attempt=attempt, outcome=evaluation.outcome, run=run)
 
 

@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 
 from controlplane.models import Decision, Role, ServiceAccount
+from controlplane.notify.models import Delivery, WebhookEndpoint
 from mutations.models import Mutation, RuntimeEvent, SandboxFault
 from runs.keys import run_key, step_calls_prefix
 from runs.models import RunStatus, StepExecution, WorkflowRun
@@ -120,6 +121,9 @@ def test_held_verdict_holds_the_new_attempt_again(
     held = submit(agent, rebalance(amount=6000))
     run = WorkflowRun.objects.get(decision=held)
     WorkflowRun.objects.filter(pk=run.pk).update(status=RunStatus.EXPIRED)
+    WebhookEndpoint.objects.create(
+        org=agent.org, url="https://hooks.example.com/", kinds=["approval.requested"]
+    )
     client.force_login(member("olga", Role.OPERATOR))
     body = redrive(client, held, "nobody saw it in time").json()
 
@@ -127,6 +131,8 @@ def test_held_verdict_holds_the_new_attempt_again(
     assert body["run"]["status"] == "awaiting_approval"
     again = WorkflowRun.objects.get(pk=body["run"]["run_id"])
     assert again.approval.status == "pending"
+    [told] = Delivery.objects.filter(kind="approval.requested")
+    assert again.run_id in str(told.payload)
 
 
 def test_both_attempts_show_on_the_timeline_and_in_the_api(
