@@ -12,12 +12,15 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane.metrics.collectors import DURATION_BUCKETS
-from controlplane.models import Decision, Organization
+from controlplane.models import Decision, Organization, ServiceAccount
 from controlplane.notify.models import Delivery, WebhookEndpoint
-from mutations.models import LogHead
-from runs import instrumentation
+from mutations.models import LogHead, Mutation
+from runs import engine, instrumentation
 from runs.models import RunStatus, StepExecution, WorkflowRun
-from tests.conftest import command
+from runs.runner import Worker
+from runs.saga import Action
+from runs.state import RunState
+from tests.conftest import allow_everything, command, rebalance, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -183,3 +186,37 @@ def test_failed_webhook_deliveries_are_counted(
     samples = scrape(client)
     failed = Delivery.objects.filter(org=demo, status="failed").count()
     assert value(samples, "backstop_webhook_deliveries", org="demo", status="failed") == failed
+
+
+def test_a_runner_counts_the_outcome_it_drops_after_losing_the_lease(
+    client: Client,
+    protected: None,
+    agent: ServiceAccount,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    allow_everything(agent.workspace)
+    decision = submit(agent, rebalance())
+    run = WorkflowRun.objects.get(decision=decision)
+    attempt = engine.attempt
+
+    def taken_meanwhile(state: RunState, action: Action) -> engine.Called:
+        called = attempt(state, action)
+        # The lease ran out during the call and another runner took the run.
+        WorkflowRun.objects.filter(pk=state.run.pk).update(leased_by="runner-b")
+        return called
+
+    monkeypatch.setattr(engine, "attempt", taken_meanwhile)
+    losses = ("backstop_runner_lease_losses_total", frozenset({("org", agent.org.slug)}))
+    before = scrape(client).get(losses, 0.0)
+
+    with caplog.at_level("WARNING", logger="runs.runner"):
+        Worker().run(once=True)
+
+    assert scrape(client)[losses] == before + 1
+    (lost,) = [r for r in caplog.records if "lease lost" in r.getMessage()]
+    assert (getattr(lost, "run_id", None), getattr(lost, "trace_id", None)) == (
+        run.run_id,
+        decision.trace_id,
+    )
+    assert not Mutation.objects.filter(run=run).exists()  # the new holder records it
