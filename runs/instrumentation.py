@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import resource
 import threading
@@ -42,6 +43,7 @@ from psycopg.pq import TransactionStatus
 from runs import tracing
 
 ENVIRONMENT_VARIABLE = "BACKSTOP_INSTRUMENTATION_DIR"
+logger = logging.getLogger("runs.runner")
 
 # Outcomes not recorded because another runner had taken the run (its lease ran out),
 # by the run's org id (``/metrics`` shows the org's slug).
@@ -53,8 +55,12 @@ LEASE_LOSSES = Counter(
 
 
 def count_lease_lost(org_id: str) -> None:
-    """Count an outcome dropped because the runner lost the run's lease."""
-    LEASE_LOSSES.labels(org_id=org_id).inc()
+    """Count an outcome dropped because the runner lost the run's lease. A counter that
+    cannot be written (``PROMETHEUS_MULTIPROC_DIR`` missing) never stops the runner."""
+    try:
+        LEASE_LOSSES.labels(org_id=org_id).inc()
+    except OSError as error:
+        logger.warning("lease loss not counted (%s); check PROMETHEUS_MULTIPROC_DIR", error)
 
 
 @dataclass

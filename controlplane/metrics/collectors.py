@@ -6,6 +6,7 @@ Every series carries the organization's slug as ``org``.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -32,6 +33,8 @@ from runs.models import TERMINAL_STATUSES, RunStatus, StepExecution, WorkflowRun
 # backoff, 1 s doubling to 30 s) included.
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+logger = logging.getLogger("controlplane.metrics")
 
 
 def org_slugs() -> dict[str, str]:
@@ -253,7 +256,11 @@ class RunnerCollector(Collector):
         if os.environ.get(MULTIPROCESS_VARIABLE):
             from prometheus_client.multiprocess import MultiProcessCollector
 
-            found: Iterable[Metric] = MultiProcessCollector(None).collect()
+            try:
+                found: Iterable[Metric] = MultiProcessCollector(None).collect()
+            except ValueError as error:  # the directory is missing: the rest still shows
+                logger.error("runner metrics unavailable: %s", error)
+                return
         else:
             found = instrumentation.LEASE_LOSSES.collect()
         for metric in found:
