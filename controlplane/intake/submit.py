@@ -17,7 +17,6 @@ from django.utils.dateparse import parse_datetime
 from controlplane.exceptions import DecisionConflict
 from controlplane.models import Decision, PolicyEvaluation, Workspace
 from controlplane.notify.outbox import approval_payload, enqueue
-from controlplane.notify.outbox import approval_payload, enqueue
 from controlplane.policy.rules import Evaluation
 from controlplane.policy.versions import evaluate_policy
 from mutations.ids import new_id
@@ -239,7 +238,6 @@ def _start_run(
             delta_summary="Held for a human approver",
             payload={"workflow_run_id": run.run_id},
         )
-        enqueue(run.org_id, "approval.requested", approval_payload(run, summary=decision.summary))
         enqueue(run.org_id, "approval.requested", approval_payload(run, summary=decision.summary))
     return run
 
