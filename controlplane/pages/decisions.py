@@ -14,7 +14,13 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.middleware import HtmxDetails
 
-from controlplane.access.tenancy import can_approve, can_operate, current_membership, current_org
+from controlplane.access.tenancy import (
+    actor_of,
+    can_approve,
+    can_operate,
+    current_membership,
+    current_org,
+)
 from controlplane.intake.redrive import (
     REASON_MAX_LENGTH,
     RedriveRefused,
@@ -124,6 +130,7 @@ def decision_detail(request: HtmxHttpRequest, decision_id: str) -> HttpResponse:
         "t": timeline,
         "live": live,
         "can_approve": can_approve(membership),
+        "voter": actor_of(request.user),
         "redrive": _redrive_offer(timeline.runs, can_operate(membership)),
         "reason_max_length": REASON_MAX_LENGTH,
     }

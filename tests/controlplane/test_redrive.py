@@ -1,13 +1,17 @@
 """Audited redrive: a decision that ended badly runs again as a new, recorded attempt."""
 
+import threading
 from typing import Any
 
 import pytest
+from django.db import connection, connections
 from django.test import Client
 
-from controlplane.models import Decision, Role, ServiceAccount
+from controlplane.intake.redrive import RedriveRefused, redrive_decision
+from controlplane.models import Decision, Membership, Role, ServiceAccount
 from controlplane.notify.models import Delivery, WebhookEndpoint
 from mutations.models import Mutation, RuntimeEvent, SandboxFault
+from mutations.services import Surface
 from runs.keys import run_key, step_calls_prefix
 from runs.models import RunStatus, StepExecution, WorkflowRun
 from tests.conftest import drain, rebalance, submit
@@ -164,3 +168,42 @@ def test_viewer_sees_no_redrive_form(compensated: Decision, client: Client, memb
     client.force_login(member("vic", Role.VIEWER))
     page = client.get(f"/decisions/{compensated.id}/").content.decode()
     assert 'data-testid="redrive"' not in page
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="concurrent writers need PostgreSQL: SQLite serializes the whole database",
+)
+def test_concurrent_redrives_start_one_attempt(compensated: Decision, member: Any) -> None:
+    operators = [member(f"op{i}", Role.OPERATOR) for i in range(5)]
+    start = threading.Barrier(len(operators))
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def ask(user: Any) -> None:
+        membership = Membership.objects.select_related("org").get(user=user)
+        try:
+            start.wait()
+            done = redrive_decision(
+                membership=membership,
+                user=user,
+                decision_id=compensated.id,
+                reason="at once",
+                surface=Surface.API,
+            )
+            outcome = f"attempt {done.attempt}"
+        except RedriveRefused:
+            outcome = "refused"
+        finally:
+            connections.close_all()
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=ask, args=(user,)) for user in operators]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["attempt 2"] + ["refused"] * 4
+    assert WorkflowRun.objects.filter(decision=compensated).count() == 2

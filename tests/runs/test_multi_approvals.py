@@ -175,7 +175,8 @@ def test_approver_roles_narrow_who_decides(
 def test_pages_show_the_count_and_who_approved(
     held: WorkflowRun, client: Client, member: Any
 ) -> None:
-    client.force_login(member("ann", Role.APPROVER))
+    ann = member("ann", Role.APPROVER)
+    client.force_login(ann)
     approve(client, held)
 
     page = client.get("/approvals/").content.decode()
@@ -186,6 +187,13 @@ def test_pages_show_the_count_and_who_approved(
     assert "1 of 2 approvals" in page and "You approved this run" not in page
     timeline = client.get(f"/decisions/{held.decision_id}/").content.decode()
     assert "1 of 2 approvals" in timeline and "user:ann" in timeline
+    assert 'data-testid="voted"' not in timeline  # bob has yet to vote
+    [listed] = client.get("/api/v1/approvals/").json()["entries"]
+    assert (listed["approvals"], listed["approvals_required"], listed["remaining"]) == (1, 2, 1)
+    assert listed["approved_by"] == ["user:ann"]
+    client.force_login(ann)
+    timeline = client.get(f"/decisions/{held.decision_id}/").content.decode()
+    assert 'data-testid="voted"' in timeline
 
 
 def test_a_vote_on_an_expired_approval_is_refused_and_the_run_expires(
