@@ -79,12 +79,7 @@ def attempt(state: RunState, action: Action) -> Called:
         else:
             called = Called(action, this, applied=applied)
         if span is not None:
-            failure = called.error
-            tracing.set_attributes(
-                span,
-                outcome="applied" if failure is None else failure.kind,
-                error=None if failure is None else failure.message,
-            )
+            tracing.attempt_outcome(span, called.error)
     crash_point("after_platform_call")
     return called
 

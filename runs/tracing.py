@@ -31,9 +31,13 @@ from opentelemetry.trace import (
     ProxyTracerProvider,
     Span,
     SpanContext,
+    Status,
+    StatusCode,
     TraceFlags,
 )
 from ulid import ULID
+
+from mutations.connectors import PlatformError
 
 logger = logging.getLogger("runs.tracing")
 
@@ -189,3 +193,13 @@ def annotate(**attributes: Any) -> None:
     """Add ``backstop.<key>`` attributes to the current span (nothing when tracing is off)."""
     if enabled():
         set_attributes(trace.get_current_span(), **attributes)
+
+
+def attempt_outcome(span: Span, error: PlatformError | None) -> None:
+    """Tag an attempt's span with its outcome: ``applied``, or the error's class (and the
+    span's status is then an error, with the platform's message)."""
+    if error is None:
+        set_attributes(span, outcome="applied")
+        return
+    set_attributes(span, outcome=error.kind, error=error.message)
+    span.set_status(Status(StatusCode.ERROR, error.message))

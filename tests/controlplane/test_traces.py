@@ -10,6 +10,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from ulid import ULID
 
 from controlplane.models import ServiceAccount
@@ -83,6 +84,12 @@ def test_seed_decision_spans_form_one_trace(
         ("credit_target_channel", 1, "rate_limit"),
         ("credit_target_channel", 2, "rate_limit"),
         ("credit_target_channel", 3, "rate_limit"),
+    ]
+    assert [s.status.status_code for s in attempts] == [
+        StatusCode.UNSET,
+        StatusCode.ERROR,
+        StatusCode.ERROR,
+        StatusCode.ERROR,
     ]
     (compensation,) = by_name["compensation.attempt"]
     assert compensation.attributes is not None
