@@ -94,7 +94,10 @@ def deliver_now(limit: int = CLAIM_BATCH) -> int:
 def _claim(limit: int) -> list[Delivery]:
     now = timezone.now()
     with transaction.atomic():
-        due = Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now)
+        # A disabled endpoint's deliveries wait for it to be enabled again.
+        due = Delivery.objects.filter(
+            status=Delivery.Status.PENDING, next_attempt_at__lte=now, endpoint__enabled=True
+        )
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True, of=("self",))
         claimed = list(due.select_related("endpoint").order_by("next_attempt_at")[:limit])

@@ -242,6 +242,8 @@ def test_secret_shown_once_and_deliveries_listed_for_admins_only(
     assert shown not in client.get("/settings/webhooks/").content.decode()
     redelivered = client.post(f"/settings/webhooks/deliveries/{delivery.id}/redeliver/")
     assert redelivered.status_code == 302
+    client.post("/settings/webhooks/", {"action": "disable", "endpoint": endpoint.id})
+    assert enqueue(agent.org_id, "run.compensated", {"decision_id": "dec_Y"}) == []
 
     client.force_login(member("viewer", Role.VIEWER))
     assert client.get("/api/v1/webhooks/").status_code == 403
@@ -360,3 +362,26 @@ def test_runs_ending_in_a_group_cost_one_lookup_and_one_insert(agent: ServiceAcc
     ended = Delivery.objects.filter(kind="run.completed")
     assert sorted(d.payload["run_id"] for d in ended) == sorted(s.run.run_id for s in states)
     assert {d.payload["status"] for d in ended} == {"completed"}
+
+
+@pytest.mark.skipif(
+    not connection.features.has_select_for_update_skip_locked, reason="one runner on SQLite"
+)
+def test_two_runners_share_the_deliveries_without_sending_one_twice(
+    agent: ServiceAccount, receiver: Callable[..., Receiver], runners: Runners
+) -> None:
+    listening = receiver()
+    create_endpoint(
+        org=agent.org, url=listening.url, kinds=["drill.failed"], created_by="user:admin"
+    )
+    sent = {
+        d.id
+        for n in range(40)
+        for d in enqueue(agent.org_id, "drill.failed", {"summary": f"drill {n}"})
+    }
+    runners.start(BACKSTOP_WEBHOOK_BACKOFF_SCALE="0")
+    runners.start(BACKSTOP_WEBHOOK_BACKOFF_SCALE="0")
+
+    requests = listening.wait_for(lambda got: len(got) >= len(sent))
+    ids = [r["headers"]["x-backstop-delivery"] for r in requests]
+    assert sorted(ids) == sorted(sent)  # each once
