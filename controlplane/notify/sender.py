@@ -83,15 +83,9 @@ def deliver_due(limit: int = CLAIM_BATCH) -> int:
     return len(claimed)
 
 
-def deliver_now(limit: int = CLAIM_BATCH) -> int:
-    """Claim and send due deliveries in this thread; return how many were sent."""
-    claimed = _claim(limit)
-    for delivery in claimed:
-        _send(delivery)
-    return len(claimed)
-
-
 def _claim(limit: int) -> list[Delivery]:
+    """Take up to ``limit`` due deliveries for this runner: count the attempt and move the
+    next one past the claim's lease, in one short transaction."""
     now = timezone.now()
     with transaction.atomic():
         # A disabled endpoint's deliveries wait for it to be enabled again.
