@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from controlplane.access.tokens import create_token
 from controlplane.models import Decision as StoredDecision
 from controlplane.models import Role, ServiceAccount
 from runs.models import WorkflowRun
+from tests.aio import run_async
 from tests.conftest import rebalance
 from tests.controlplane.test_mcp import seed_scenario
 from tests.processes import ROOT, Runners, WebServer
@@ -47,20 +49,26 @@ def token_for(agent: ServiceAccount) -> str:
 
 
 class Blocking:
-    """An AsyncClient driven from a test's plain code, on an event loop of its own, so that
-    one scenario serves both clients."""
+    """An AsyncClient driven from a test's plain code, on an event loop of its own in a
+    thread of its own (the browser tests' Playwright keeps one running in the main
+    thread), so that one scenario serves both clients."""
 
     def __init__(self, url: str, token: str) -> None:
+        self.thread = ThreadPoolExecutor(max_workers=1)
         self.loop = asyncio.Runner()
         self.client = AsyncClient(url, token)
 
+    def _run(self, coroutine: Any) -> Any:
+        return self.thread.submit(self.loop.run, coroutine).result()
+
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.client, name)
-        return lambda *args, **kwargs: self.loop.run(method(*args, **kwargs))
+        return lambda *args, **kwargs: self._run(method(*args, **kwargs))
 
     def close(self) -> None:
-        self.loop.run(self.client.aclose())
-        self.loop.close()
+        self._run(self.client.aclose())
+        self.thread.submit(self.loop.close).result()
+        self.thread.shutdown()
 
 
 Connect = Callable[[str, str], AbstractContextManager[Any]]
@@ -145,7 +153,7 @@ def test_seed_decision_ends_compensated_async(
             proposed = await backstop.propose(document)
             return actions, proposed, await backstop.wait(proposed.id, timeout=60, poll=POLL)
 
-    actions, proposed, done = asyncio.run(scenario())
+    actions, proposed, done = run_async(scenario())
     assert "rebalance_spend" in {a.decision_type for a in actions}
     assert_seed_proposed(proposed, document)
     assert_seed_compensated(done)

@@ -3,7 +3,6 @@ from odd answers, and wait's polling, over httpx's mock transport."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -21,6 +20,7 @@ from backstop_client import (
     Run,
 )
 from backstop_client.errors import error_for, retry_after
+from tests.aio import run_async
 from tests.conftest import load_fixture
 
 URL = "http://backstop.test"
@@ -136,7 +136,7 @@ def test_async_wait_returns_the_latest_answer_at_its_timeout() -> None:
         async with AsyncClient(URL, "bst_x_y", transport=transport) as backstop:
             return await backstop.wait("dec_01J1B7K9C8N3RXQK9VPYZW2QF4", timeout=0.2, poll=0.05)
 
-    held = asyncio.run(scenario())
+    held = run_async(scenario())
     assert held.awaiting_approval and not held.terminal
     assert 3 <= len(seen) <= 6
 

@@ -21,6 +21,7 @@ from controlplane.models import Decision, Organization, Role, ServiceAccount, Wo
 from mutations.models import SandboxFault
 from runs.keys import step_calls_prefix
 from runs.models import WorkflowRun
+from tests.aio import run_async
 from tests.conftest import first_run_key, load_fixture, rebalance
 from tests.platforms import Platforms
 from tests.processes import ROOT, Runners, WebServer, server_env
@@ -79,7 +80,7 @@ def http_session(web: WebServer) -> Session:
 
 
 def run(scenario: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    return asyncio.run(scenario())
+    return run_async(scenario())
 
 
 async def call(session: Any, tool: str, **arguments: Any) -> Any:
