@@ -35,6 +35,8 @@ from controlplane.devtools import sample_data
 from controlplane.drills.start import start_drill
 from controlplane.drills.verify import verify_finished_drills
 from controlplane.models import ApiToken, Drill, DrillPlan, Role, ServiceAccount, Workspace
+from controlplane.notify.models import EVENT_KINDS, Delivery
+from controlplane.notify.services import create_endpoint
 from runs.models import RunStatus, ScopeLock, WorkflowRun
 from runs.periodic import Periodic
 from tests.conftest import drain, rebalance, submit
@@ -148,6 +150,9 @@ def world(
     # in which reading a drill once verified it.
     monkeypatch.setattr(Periodic, "run_due", lambda self: None)
     workspace = agent.workspace
+    endpoint = create_endpoint(  # subscribed first: the held run below gives it a delivery
+        org=agent.org, url="http://127.0.0.1:9/hook", kinds=list(EVENT_KINDS), created_by="boss"
+    )
     timeline, running, _ = sample_data.decisions(agent, 3)
     sample_data.mutations(timeline, 2)
     held = submit(agent, rebalance(amount=7000))
@@ -186,6 +191,8 @@ def world(
             "run_id": [str(pk) for pk in WorkflowRun.objects.values_list("pk", flat=True)],
             "drill_id": [*(d.id for d in verified), unverified.id],
             "token_id": [str(pk) for pk in ApiToken.objects.values_list("pk", flat=True)],
+            "endpoint_id": [endpoint.pk],
+            "delivery_id": [str(pk) for pk in Delivery.objects.values_list("pk", flat=True)],
             "id": [str(boss.pk)],  # the admin's password form
             "content_type_id": [str(ContentType.objects.get_for_model(Drill).pk)],
             "app_label": sorted({m._meta.app_label for m in admin_site._registry}),
