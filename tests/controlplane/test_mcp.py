@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -301,6 +302,28 @@ def test_http_held_decision_completes_after_approval(
     agent: ServiceAccount, runners: Runners, web: WebServer, member: Any
 ) -> None:
     held_decision_waits_for_a_person(agent, runners, http_session(web), member)
+
+
+def test_http_lists_built_in_plug_in_and_yaml_workflows(
+    agent: ServiceAccount, platforms: Platforms, tmp_path: Path
+) -> None:
+    web = WebServer(tmp_path, env=platforms.env)
+    token = token_for(agent)
+    open_session = http_session(web)
+
+    async def scenario() -> Any:
+        async with open_session(token) as session:
+            return await call(session, "list_actions")
+
+    try:
+        result = run(scenario)
+    finally:
+        web.process.stop()
+    actions = {a["decision_type"]: a for a in result.structured_content["actions"]}
+    assert {"rebalance_spend", "onboard_contractor", "grant_access"} <= set(actions)
+    assert actions["grant_access"]["action_schema"]["properties"]["type"] == {
+        "const": "grant_access"
+    }
 
 
 def test_http_refuses_a_revoked_token(agent: ServiceAccount, web: WebServer) -> None:
