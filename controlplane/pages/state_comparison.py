@@ -28,6 +28,7 @@ NET_ZERO_EXPECTED = frozenset(
     {RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED, RunStatus.FAILED}
 )
 PATH_HEAD, PATH_TAIL = 4, 3  # values shown around "n more" on a long path
+NOT_READ = "not read"
 
 
 @dataclass
@@ -162,7 +163,8 @@ def compare(
     before_objects = objects_of(before, scope)
     after_objects = objects_of(after, scope) if after is not None else {}
     for (platform, label), old in before_objects.items():
-        new = after_objects.get((platform, label), old) if after is not None else old
+        # Gone from the state after (a list without it) reads as absent.
+        new = after_objects.get((platform, label)) if after is not None else old
         comparison.objects.append(
             _object(
                 platform,
@@ -174,6 +176,7 @@ def compare(
                 currency=currency,
                 drift=comparison.verdict == "drift",
                 note=notes.get(platform, ""),
+                known=after is not None,
             )
         )
     for (platform, label), new in after_objects.items():
@@ -196,7 +199,10 @@ def _object(
     currency: str,
     drift: bool,
     note: str = "",
+    known: bool = True,
 ) -> ObjectComparison:
+    """Compare one object field by field; ``known`` False: its state after (or now) was
+    not read, and its values before stand in, shown as not read."""
     before, after = fields_of(old), fields_of(new)
     rows = []
     for name in list(dict.fromkeys([*before, *after])):
@@ -205,7 +211,7 @@ def _object(
             name=name,
             label=field_label(name),
             before=field_value(name, b, currency),
-            after=field_value(name, a, currency),
+            after=field_value(name, a, currency) if known else NOT_READ,
             before_raw=b,
             after_raw=a,
             path=paths.get(name, []),

@@ -241,8 +241,9 @@ class RunView:
         tried = [a for a in self.attempts if a.outcome != SKIPPED]
         return len(tried) - len({a.lane for a in tried})
 
-    @property
+    @cached_property
     def track(self) -> Track:
+        """Return the run as the drawing sees it: lanes, attempts, span and approval."""
         approval = self.approval
         span = None
         if approval is not None:

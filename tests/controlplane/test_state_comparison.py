@@ -249,3 +249,25 @@ def test_a_platform_that_cannot_be_read_is_said_on_the_page(
 
     assert "The platforms&#x27; current state could not be read" in html
     assert f"<code>{run.before_state_hash}</code>" in html  # the record's before-state
+    group = run.input["action"]["group"]
+    row = field_row(html, f"iam:group={group}", "members")
+    assert values(row, "before") == ["[]"]
+    assert ">not read</data>" in row  # now: unknown, not shown as the values before
+
+
+def test_a_run_from_before_snapshots_were_kept_shows_its_hashes_only(
+    agent: ServiceAccount, operator: Client
+) -> None:
+    decision = submit(agent, {**load_fixture("seed_decision.json"), "id": new_decision_id(8)})
+    drain()
+    run = WorkflowRun.objects.get(decision=decision)
+    # As the runs recorded before the snapshots were kept: hashes, no values.
+    WorkflowRun.objects.filter(pk=run.pk).update(before_state=None, after_state=None)
+
+    html = client_page(operator, f"/decisions/{decision.id}/")
+
+    state = html.split('data-testid="state-comparison"', 1)[1]
+    assert "The values of this run's state were not kept" in unescape(state)
+    assert "data-object=" not in state
+    assert f"<code>{run.before_state_hash}</code>" in state
+    assert f"<code>{run.after_state_hash}</code>" in state
