@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from django.utils.html import format_html, format_html_join
+from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from controlplane.pages.attempts import RETRIED, AttemptView
@@ -23,33 +23,28 @@ def outcome_words(attempt: AttemptView) -> str:
 def rows(attempts: Iterable[AttemptView], start: datetime) -> SafeString:
     """Return the table body's rows; each start is an offset from ``start`` (the run's
     creation), its absolute time in the title."""
-    return format_html_join("", "{}", ((_row(a, start),) for a in attempts))
+    return mark_safe("".join(_row(a, start) for a in attempts))
 
 
-def _row(a: AttemptView, start: datetime) -> SafeString:
+def _row(a: AttemptView, start: datetime) -> str:
+    """Return one row; every value from the records is escaped."""
     if a.repeats:
-        error = format_html('<span class="muted">same as attempt {}</span>', a.repeats)
+        error = f'<span class="muted">same as attempt {a.repeats}</span>'
     elif a.error:
-        error = format_html('<span class="error">{}</span>', a.error)
+        error = f'<span class="error">{escape(a.error)}</span>'
     else:
-        error = mark_safe("")
+        error = ""
     if a.request_id:
-        error = format_html("{} <code>{}</code>", error, a.request_id)
-    return format_html(
-        '<tr><th scope="row"><code>{}</code></th><td data-label="Kind">{}</td>'
-        '<td class="num" data-label="Attempt">{}</td>'
-        '<td data-label="Start"><time datetime="{}" title="{}">+{}</time></td>'
-        '<td class="num" data-label="Duration">{}</td>'
-        '<td data-label="Outcome"><span class="badge badge-{}">{}</span></td>'
-        '<td data-label="Error">{}</td></tr>',
-        a.name,
-        label(a.kind),
-        a.number or "\u2014",
-        utc(a.started_at),
-        a.started_at.astimezone(UTC).strftime(ABSOLUTE),
-        duration(a.started_at - start) or "0 ms",
-        duration(a.duration) or "0 ms",
-        a.outcome,
-        outcome_words(a),
-        error,
+        error += f" <code>{escape(a.request_id)}</code>"
+    return (
+        f'<tr><th scope="row"><code>{escape(a.name)}</code></th>'
+        f'<td data-label="Kind">{escape(label(a.kind))}</td>'
+        f'<td class="num" data-label="Attempt">{a.number or "\u2014"}</td>'
+        f'<td data-label="Start"><time datetime="{utc(a.started_at)}" '
+        f'title="{a.started_at.astimezone(UTC).strftime(ABSOLUTE)}">'
+        f"+{duration(a.started_at - start) or '0 ms'}</time></td>"
+        f'<td class="num" data-label="Duration">{duration(a.duration) or "0 ms"}</td>'
+        f'<td data-label="Outcome"><span class="badge badge-{escape(a.outcome)}">'
+        f"{escape(outcome_words(a))}</span></td>"
+        f'<td data-label="Error">{error}</td></tr>'
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 BREAK_WIDTH = 72.0  # px of a shortened wait
 BREAK_SHARE = 0.4  # a wait longer than this share of the span is shortened
@@ -59,7 +60,7 @@ class TimeScale:
                 gap = (begin, until)
         return cls(start, end, x0, x1, gap)
 
-    @property
+    @cached_property
     def drawn_seconds(self) -> float:
         """Return the seconds drawn to scale (all but the shortened wait)."""
         total = (self.end - self.start).total_seconds()
@@ -67,7 +68,7 @@ class TimeScale:
             total -= (self.gap[1] - self.gap[0]).total_seconds()
         return total
 
-    @property
+    @cached_property
     def px_per_second(self) -> float:
         width = self.x1 - self.x0 - (BREAK_WIDTH if self.gap else 0.0)
         return width / (self.drawn_seconds or 1.0)
