@@ -226,7 +226,7 @@ BACKSTOP_AGENT_RATE = os.environ.get("BACKSTOP_AGENT_RATE", "600/min")
 BACKSTOP_RETRY_DELAY_SCALE = float(os.environ.get("BACKSTOP_RETRY_DELAY_SCALE", "1"))
 BACKSTOP_RUNNER_POLL_SECONDS = float(os.environ.get("BACKSTOP_RUNNER_POLL_SECONDS", "1"))
 # Platform calls a runner thread makes at the same time (PostgreSQL; SQLite makes one).
-BACKSTOP_RUNNER_IN_FLIGHT = int(os.environ.get("BACKSTOP_RUNNER_IN_FLIGHT", "32"))
+BACKSTOP_RUNNER_IN_FLIGHT = int(os.environ.get("BACKSTOP_RUNNER_IN_FLIGHT", "16"))
 BACKSTOP_APPROVAL_TTL_SECONDS = float(os.environ.get("BACKSTOP_APPROVAL_TTL_SECONDS", "86400"))
 BACKSTOP_LEASE_SECONDS = float(os.environ.get("BACKSTOP_LEASE_SECONDS", "30"))
 BACKSTOP_ROLLBACK_LOCK_SECONDS = float(os.environ.get("BACKSTOP_ROLLBACK_LOCK_SECONDS", "120"))
