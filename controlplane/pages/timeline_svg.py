@@ -60,15 +60,13 @@ _APPROVAL_LANE = "approval"
 
 
 def _scale(track: Track) -> TimeScale:
-    approval = track.approval
-    wait = None
-    if approval is not None:
-        wait = (approval.requested_at, approval.decided_at or track.end)
+    """Return the time axis of a run, shortening its wait to start (for an approver, or
+    for a runner) when that wait is most of its life: the steps stay readable."""
     ends = [a.finished_at for a in track.attempts] + [
         lane.next_attempt_at for lane in track.lanes if lane.next_attempt_at
     ]
     end = max([track.end, *ends])
-    return TimeScale.fit(track.start, end, LABEL_WIDTH, WIDTH - RIGHT, wait=wait)
+    return TimeScale.fit(track.start, end, LABEL_WIDTH, WIDTH - RIGHT, wait=track.wait)
 
 
 def _description(track: Track) -> str:
@@ -145,9 +143,11 @@ class Canvas:
                 )
         if self.scale.gap is not None:
             x = self.scale.x(self.scale.gap[0])
+            waited = duration(self.scale.gap[1] - self.scale.gap[0])
             parts.append(
                 f'<rect class="tl-break" x="{x:.1f}" y="{TOP}" width="{BREAK_WIDTH}" '
-                f'height="{bottom - TOP:.1f}"/>'
+                f'height="{bottom - TOP:.1f}"><title>{escape(self.track.wait_words)}: '
+                f"{waited}, drawn shortened</title></rect>"
             )
         return "".join(parts)
 
@@ -303,7 +303,7 @@ class Canvas:
             f'<line class="tl-axis-line" x1="{LABEL_WIDTH}" y1="{y}" x2="{WIDTH - RIGHT}" '
             f'y2="{y}"/>'
         ]
-        restart = self.track.approval.status if self.track.approval else "+0"
+        restart = self.track.restart_label
         for tick in self.scale.ticks(restart=restart):
             parts.append(
                 f'<text class="tl-axis" x="{tick.x:.1f}" y="{y + 16}" text-anchor="middle">'

@@ -56,6 +56,27 @@ class Track:
         return f"tl-{self.run_id}"
 
     @property
+    def wait(self) -> tuple[datetime, datetime] | None:
+        """Return the run's wait to start: from its creation to its start (an approver's
+        decision, then a runner's claim), or while an approver is still awaited."""
+        if self.started_at is not None:
+            return (self.start, self.started_at)
+        if self.approval is not None:
+            return (self.approval.requested_at, self.approval.decided_at or self.end)
+        return None
+
+    @property
+    def wait_words(self) -> str:
+        if self.approval is None:
+            return "waited for a runner"
+        return "waited for an approver" + (", then a runner" if self.started_at else "")
+
+    @property
+    def restart_label(self) -> str:
+        """Return the label of the axis where the run starts after its shortened wait."""
+        return "started" if self.started_at is not None else "+0"
+
+    @property
     def too_many(self) -> bool:
         return len(self.attempts) > MAX_BARS or len(self.lanes) > MAX_LANES
 

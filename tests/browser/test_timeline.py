@@ -91,6 +91,10 @@ def test_timeline_bars_tell_their_attempt_on_focus_and_events_filter_in_place(
     expect(focused).to_have_attribute("aria-label", re.compile(r"credit_target_channel attempt 1"))
     expect(focused.locator(".tl-tip")).to_be_visible()
     expect(focused.locator(".tl-tip")).to_contain_text("rate_limit_exceeded")
+    # The margin that makes a bar easy to point at is never painted, whatever the bar.
+    hits = page.locator("svg.timeline-svg rect.tl-hit")
+    fills = hits.evaluate_all("rects => rects.map(r => getComputedStyle(r).fill)")
+    assert set(fills) <= {"transparent", "rgba(0, 0, 0, 0)"}, fills
     bars.last.locator("rect.tl-hit").hover()
     expect(bars.last.locator(".tl-tip")).to_be_visible()
     expect(bars.last.locator(".tl-tip")).to_contain_text("credit_source_channel attempt 1")
