@@ -102,4 +102,3 @@ class DecisionFilterForm(forms.Form):
     def clean_after(self) -> tuple[datetime, str] | None:
         value = self.cleaned_data.get("after")
         return Cursor.decode(value) if value else None
-
