@@ -14,16 +14,14 @@ from django.conf import settings
 from django.db import transaction
 
 from controlplane.access.tenancy import OPERATORS, actor_of, require
+from controlplane.intake.submit import start_run
 from controlplane.models import Decision, Membership, PolicyEvaluation
-from controlplane.notify.outbox import approval_payload, enqueue
 from controlplane.policy.rules import Evaluation
 from controlplane.policy.versions import evaluate_policy
 from mutations.models import RuntimeEvent
 from mutations.services import Surface, record_event
-from runs.events import record_run_event
 from runs.keys import run_key
 from runs.models import RunStatus, WorkflowRun
-from runs.services import create_run
 from runs.workflows import workflow_for
 
 # The run states a decision is redriven from: nothing left applied that a new attempt
@@ -138,31 +136,15 @@ def _gate_and_start(
     if evaluation.outcome == PolicyEvaluation.Outcome.DENY:
         return Redrive(decision=decision, attempt=attempt, outcome=evaluation.outcome, run=None)
     held = evaluation.outcome == PolicyEvaluation.Outcome.REQUIRE_HUMAN
-    run = create_run(
-        org_id=decision.org_id,
-        workspace_id=decision.workspace_id,
-        decision_id=decision.id,
-        decision=decision.document,
-        workflow=workflow,
-        requested_by=decision.requested_by,
-        trace_id=decision.trace_id,
-        policy_ids=evaluation.matched_rule_ids,
-        payload_hash=decision.payload_hash,
-        awaiting_approval=held,
+    run = start_run(
+        decision,
+        workflow,
+        evaluation,
+        held=held,
+        surface=surface,
+        user_id=common["user_id"],
         attempt=attempt,
-        approvals=evaluation.approvals,
-        approver_roles=evaluation.approver_roles,
     )
-    if held:
-        record_run_event(
-            run,
-            RuntimeEvent.Kind.APPROVAL_REQUESTED,
-            surface=surface,
-            user_id=common["user_id"],
-            delta_summary=f"Attempt {attempt} held for a human approver",
-            payload={"workflow_run_id": run.run_id, "attempt": attempt},
-        )
-        enqueue(run.org_id, "approval.requested", approval_payload(run, summary=decision.summary))
     return Redrive(decision=decision, attempt=attempt, outcome=evaluation.outcome, run=run)
 
 

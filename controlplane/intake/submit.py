@@ -24,6 +24,7 @@ from mutations.models import RuntimeEvent
 from mutations.services import Surface, record_event
 from runs import tracing
 from runs.events import record_run_event
+from runs.keys import FIRST_ATTEMPT
 from runs.models import WorkflowRun
 from runs.services import create_run
 from runs.workflows import Workflow, workflow_for
@@ -124,7 +125,7 @@ def _receive(
         return decision
     else:
         held = evaluation.outcome == PolicyEvaluation.Outcome.REQUIRE_HUMAN
-    run = _start_run(
+    run = start_run(
         decision, workflow, evaluation, held=held, drill=drill, surface=surface, user_id=user_id
     )
     tracing.annotate(run_id=run.run_id)
@@ -203,17 +204,19 @@ def _evaluate_gate(
     return evaluation
 
 
-def _start_run(
+def start_run(
     decision: Decision,
     workflow: Workflow,
     evaluation: Evaluation,
     *,
     held: bool,
-    drill: bool,
     surface: Surface,
     user_id: int | None,
+    drill: bool = False,
+    attempt: int = FIRST_ATTEMPT,
 ) -> WorkflowRun:
-    """Create the decision's run; a held run asks for a human approver."""
+    """Create the decision's run (its first attempt, or a later one: a redrive); a held
+    run asks for a human approver."""
     run = create_run(
         org_id=decision.org_id,
         workspace_id=decision.workspace_id,
@@ -226,17 +229,21 @@ def _start_run(
         payload_hash=decision.payload_hash,
         awaiting_approval=held,
         is_drill=drill,
+        attempt=attempt,
         approvals=evaluation.approvals,
         approver_roles=evaluation.approver_roles,
     )
     if held:
+        again = attempt > FIRST_ATTEMPT
         record_run_event(
             run,
             RuntimeEvent.Kind.APPROVAL_REQUESTED,
             surface=surface,
             user_id=user_id,
-            delta_summary="Held for a human approver",
-            payload={"workflow_run_id": run.run_id},
+            delta_summary=f"Attempt {attempt} held for a human approver"
+            if again
+            else "Held for a human approver",
+            payload={"workflow_run_id": run.run_id, **({"attempt": attempt} if again else {})},
         )
         enqueue(run.org_id, "approval.requested", approval_payload(run, summary=decision.summary))
     return run
