@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import connection, transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -110,6 +111,17 @@ def _run_time(decision: Decision, now: datetime) -> dict[str, object]:
 @login_required
 @vary_on_headers("HX-Request")
 def decision_detail(request: HtmxHttpRequest, decision_id: str) -> HttpResponse:
+    # One snapshot for the whole page: a run read as ended has every mutation it made, so
+    # the last refresh (which stops the polling) never shows the run ahead of its log.
+    first = not connection.in_atomic_block  # the isolation level is the outer block's
+    with transaction.atomic():
+        if first and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return _decision_detail(request, decision_id)
+
+
+def _decision_detail(request: HtmxHttpRequest, decision_id: str) -> HttpResponse:
     membership = current_membership(request)
     org = membership.org
     timeline = queries.timeline(
