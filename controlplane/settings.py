@@ -241,6 +241,17 @@ BACKSTOP_PLUGINS = [
 BACKSTOP_PLATFORMS_FILE = os.environ.get("BACKSTOP_PLATFORMS_FILE", "")
 BACKSTOP_WORKFLOWS_DIR = os.environ.get("BACKSTOP_WORKFLOWS_DIR", "")
 
+# The engine new runs are executed by: builtin (Backstop's runners) or temporal (a Temporal
+# cluster, `runworkflows --engine temporal`; pip install backstop[temporal]).
+BACKSTOP_ENGINE = os.environ.get("BACKSTOP_ENGINE", "builtin").strip().lower()
+if BACKSTOP_ENGINE not in ("builtin", "temporal"):
+    raise ImproperlyConfigured(f"BACKSTOP_ENGINE is builtin or temporal, not {BACKSTOP_ENGINE!r}.")
+TEMPORAL_ADDRESS = os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")
+TEMPORAL_NAMESPACE = os.environ.get("TEMPORAL_NAMESPACE", "default")
+TEMPORAL_TASK_QUEUE = os.environ.get("TEMPORAL_TASK_QUEUE", "backstop")
+# The Temporal Web UI (e.g. http://127.0.0.1:8233): run pages link to their workflow there.
+TEMPORAL_UI_URL = os.environ.get("TEMPORAL_UI_URL", "").rstrip("/")
+
 # Crash points for reliability tests (runs/crashpoints.py); never honoured in production.
 BACKSTOP_TEST_CRASH_AT = (
     "" if BACKSTOP_ENV == "production" else os.environ.get("BACKSTOP_TEST_CRASH_AT", "")

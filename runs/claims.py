@@ -28,7 +28,7 @@ from runs import evidence
 from runs.batch import update_rows
 from runs.crashpoints import crash_point
 from runs.leases import lease_seconds, rollback_lock_seconds
-from runs.models import RUNNABLE_STATUSES, RunStatus, ScopeLock, StepExecution, WorkflowRun
+from runs.models import RUNNABLE_STATUSES, Engine, RunStatus, ScopeLock, StepExecution, WorkflowRun
 from runs.state import RunState
 from runs.workflows import get_workflow
 
@@ -69,8 +69,8 @@ def claim_runs(worker_id: str, limit: int, *, holding: Collection[str] = ()) -> 
                 claim.hand_back(run, now + MISSING_WORKFLOW_RECHECK)
             else:
                 states.append(RunState(run=run, workflow=workflow))
-        _load_records(states)
-        _take_scopes(claim, [s.run for s in states if not s.run.holds_scope])
+        load_records(states)
+        take_scopes(claim, [s.run for s in states if not s.run.holds_scope])
         states = [s for s in states if s.run not in claim.handed_back]
         for state in _start(claim, [s for s in states if _starts_here(s)], now):
             claim.hand_back(state.run, now + SNAPSHOT_RETRY)
@@ -85,14 +85,15 @@ def claim_runs(worker_id: str, limit: int, *, holding: Collection[str] = ()) -> 
 
 def _due_runs(now: datetime, limit: int, holding: list[str]) -> list[WorkflowRun]:
     """Return (and lock, skipping locked rows) up to ``limit`` claimable runs, the most
-    overdue first: runnable, due, and not leased (or the lease has run out)."""
+    overdue first: runnable by these runners (not on another engine), due, and not leased
+    (or the lease has run out)."""
     quote = connection.ops.quote_name
     moment = connection.ops.adapt_datetimefield_value(now)
     statuses = sorted(RUNNABLE_STATUSES)
-    params: list[Any] = [*statuses, moment, moment]
+    params: list[Any] = [*statuses, Engine.BUILTIN, moment, moment]
     sql = (
         f"SELECT * FROM {quote(WorkflowRun._meta.db_table)} "
-        f"WHERE status IN ({', '.join(['%s'] * len(statuses))}) "
+        f"WHERE status IN ({', '.join(['%s'] * len(statuses))}) AND engine = %s "
         "AND (leased_by = '' OR lease_expires_at < %s) AND next_wake_at <= %s"
     )
     if holding:
@@ -143,7 +144,7 @@ def _starts_here(state: RunState) -> bool:
     return state.run.status == RunStatus.PENDING and state.reads_state_in_database
 
 
-def _load_records(states: list[RunState]) -> None:
+def load_records(states: list[RunState]) -> None:
     by_run = {s.run.run_id: s for s in states if s.run.status != RunStatus.PENDING}
     if not by_run:
         return
@@ -151,7 +152,7 @@ def _load_records(states: list[RunState]) -> None:
         by_run[record.run_id].records[(record.step_id, record.kind)] = record
 
 
-def _take_scopes(claim: Claim, runs: list[WorkflowRun]) -> None:
+def take_scopes(claim: Claim, runs: list[WorkflowRun]) -> None:
     """Lock the scopes of runs that hold none yet, in one statement that says which keys
     it took; hand back the runs that must wait (a key of theirs is held by another run,
     or by an earlier run of this batch)."""

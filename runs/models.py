@@ -44,6 +44,13 @@ TERMINAL_STATUSES = frozenset(
 RUNNABLE_STATUSES = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.COMPENSATING})
 
 
+class Engine(models.TextChoices):
+    """What executes a run: Backstop's own runners, or a Temporal cluster."""
+
+    BUILTIN = "builtin"
+    TEMPORAL = "temporal"
+
+
 class WorkflowRunQuerySet(models.QuerySet["WorkflowRun"]):
     def runnable(self) -> WorkflowRunQuerySet:
         return self.filter(status__in=RUNNABLE_STATUSES)
@@ -76,6 +83,9 @@ class WorkflowRun(models.Model):
     before_state = models.JSONField(null=True)
     after_state = models.JSONField(null=True)
     next_wake_at = models.DateTimeField()
+    engine = models.CharField(max_length=16, choices=Engine.choices, default=Engine.BUILTIN)
+    # When the run was handed to an engine outside Backstop (Temporal: its workflow started).
+    dispatched_at = models.DateTimeField(null=True)
     leased_by = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True)
     holds_scope = models.BooleanField(default=False)

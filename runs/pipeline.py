@@ -38,7 +38,7 @@ from runs import engine, instrumentation
 from runs.callpool import CallPool, Outcome, Outcomes
 from runs.claims import SNAPSHOT_RETRY, claim_runs
 from runs.crashpoints import crash_point
-from runs.models import RunStatus, StepExecution, WorkflowRun
+from runs.models import Engine, RunStatus, StepExecution, WorkflowRun
 from runs.periodic import Periodic
 from runs.records import Recorder, Snapshot
 from runs.saga import Action, Finish, Wait
@@ -319,7 +319,7 @@ class Pipeline:
 def _next_claimable() -> datetime | None:
     """Return when the earliest unfinished run may be claimed (it is due, and its lease,
     if another runner holds it, has run out), or None when none is left."""
-    runnable = WorkflowRun.objects.runnable()
+    runnable = WorkflowRun.objects.runnable().filter(engine=Engine.BUILTIN)
     due = runnable.filter(leased_by="").aggregate(at=Min("next_wake_at"))["at"]
     expiry = runnable.exclude(leased_by="").aggregate(at=Min("lease_expires_at"))["at"]
     moments = [moment for moment in (due, expiry) if moment is not None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from runs.approvals import request_approval
@@ -29,9 +30,11 @@ def create_run(
     attempt: int = FIRST_ATTEMPT,
     approvals: int = 1,
     approver_roles: tuple[str, ...] = (),
+    engine: str | None = None,
 ) -> WorkflowRun:
     """Create the run of a decision, pinned to the workflow version it starts on; a held
-    run waits for ``approvals`` distinct approvers of the decision's payload hash."""
+    run waits for ``approvals`` distinct approvers of the decision's payload hash. It runs
+    on ``engine`` (default: the BACKSTOP_ENGINE setting)."""
     now = timezone.now()
     if not awaiting_approval:
         notify_runners()  # delivered when the caller's transaction commits
@@ -52,6 +55,7 @@ def create_run(
         policy_ids=policy_ids,
         is_drill=is_drill,
         next_wake_at=now,
+        engine=engine or settings.BACKSTOP_ENGINE,
         created_at=now,
         updated_at=now,
     )

@@ -25,6 +25,7 @@ from runs.keys import FIRST_ATTEMPT, run_key
 from runs.runner import Worker
 from tests.platforms import platforms  # noqa: F401 - fixtures for every test folder
 from tests.processes import runners, web  # noqa: F401
+from tests.temporal import temporal, temporal_server  # noqa: F401
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

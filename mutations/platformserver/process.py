@@ -1,5 +1,6 @@
-"""The reference platform server as a child process, for the bench and the tests: started
-with the command and environment given, waited for until every port listens, stopped."""
+"""A server as a child process (the reference platform server, a Temporal dev server), for
+the bench and the tests: started with the command and environment given, waited for until
+every port listens, stopped."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class ServerProcess:
         log: Path,
     ) -> None:
         self.log = log
+        self.name = Path(command[0]).name
         with log.open("w") as stderr:
             self.process = subprocess.Popen(
                 list(command), cwd=cwd, env=dict(env), stdout=subprocess.DEVNULL, stderr=stderr
@@ -61,14 +63,14 @@ class ServerProcess:
         deadline = time.monotonic() + START_SECONDS
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"platformserver exited: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 return
             except OSError:
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"platformserver did not listen on port {port} within "
+                        f"{self.name} did not listen on port {port} within "
                         f"{START_SECONDS:g}s: {self.log.read_text()[-2000:]}"
                     ) from None
                 time.sleep(0.05)

@@ -1,13 +1,18 @@
+from __future__ import annotations
+
 import logging
 import signal
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from runs.runner import RunnerConfigurationError, Worker
+
+if TYPE_CHECKING:
+    from runs.engines.temporal.worker import TemporalWorker
 
 
 def _in_flight(asked: int | None) -> int:
@@ -22,6 +27,13 @@ class Command(BaseCommand):
     help = "Execute workflow runs: claim due runs, apply their steps, compensate failures."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--engine",
+            choices=["builtin", "temporal"],
+            default=settings.BACKSTOP_ENGINE,
+            help="builtin: Backstop's own runner; temporal: a Temporal worker (TEMPORAL_ADDRESS, "
+            "TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE). Default: BACKSTOP_ENGINE.",
+        )
         parser.add_argument(
             "--until-idle",
             action="store_true",
@@ -45,9 +57,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            worker = Worker(
-                concurrency=options["concurrency"], in_flight=_in_flight(options["in_flight"])
-            )
+            worker = _worker(options)
         except RunnerConfigurationError as error:
             raise CommandError(str(error)) from None
 
@@ -61,5 +71,29 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         self.stdout.write(f"runner {worker.worker_id} started", ending="\n")
         self.stdout.flush()
-        driven = worker.run(until_idle=options["until_idle"], once=options["once"])
+        try:
+            if isinstance(worker, Worker):
+                driven = worker.run(until_idle=options["until_idle"], once=options["once"])
+            else:
+                driven = worker.run(until_idle=options["until_idle"])
+        except RunnerConfigurationError as error:
+            raise CommandError(str(error)) from None
         self.stdout.write(f"runner {worker.worker_id} stopped after driving {driven} run(s)")
+
+
+def _worker(options: dict[str, Any]) -> Worker | TemporalWorker:
+    in_flight = _in_flight(options["in_flight"])
+    if options["engine"] == "builtin":
+        return Worker(concurrency=options["concurrency"], in_flight=in_flight)
+    if options["once"] or options["concurrency"] != 1:
+        raise RunnerConfigurationError(
+            "--once and --concurrency are the built-in runner's; a Temporal worker takes "
+            "--in-flight (activities at a time) and --until-idle."
+        )
+    try:
+        from runs.engines.temporal.worker import TemporalWorker
+    except ImportError:
+        raise RunnerConfigurationError(
+            "The Temporal engine needs the temporal extra: pip install 'backstop[temporal]'."
+        ) from None
+    return TemporalWorker(in_flight=in_flight)

@@ -1,0 +1,132 @@
+"""A Temporal worker process for Backstop's runs (``runworkflows --engine temporal``).
+
+It polls the task queue for the workflows and activities of every registered workflow
+(Python, plug-in and YAML alike: they all run as ``BackstopRun``), and hands runs that
+may start to Temporal (``dispatch``), woken by the same notifications as the built-in
+runners, polling otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, connections
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from runs.engines.temporal import activities, dispatch
+from runs.engines.temporal.workflow import BackstopRun
+from runs.models import RUNNABLE_STATUSES, Engine, WorkflowRun
+from runs.runner import RunnerConfigurationError, default_worker_id
+from runs.wakeup import Listener
+
+logger = logging.getLogger("runs.engines.temporal")
+
+
+async def connect() -> Client:
+    """Connect to the configured Temporal cluster, or say which address failed."""
+    try:
+        return await Client.connect(
+            settings.TEMPORAL_ADDRESS, namespace=settings.TEMPORAL_NAMESPACE
+        )
+    except RuntimeError as error:
+        raise RunnerConfigurationError(
+            f"Cannot reach Temporal at {settings.TEMPORAL_ADDRESS} (namespace "
+            f"{settings.TEMPORAL_NAMESPACE}): {error}. Start one, e.g. "
+            "`temporal server start-dev`, or set TEMPORAL_ADDRESS."
+        ) from None
+
+
+class TemporalWorker:
+    """One worker process: up to ``in_flight`` activities (platform calls) at a time."""
+
+    def __init__(self, *, worker_id: str | None = None, in_flight: int = 1) -> None:
+        if in_flight < 1:
+            raise RunnerConfigurationError("--in-flight must be at least 1.")
+        if in_flight > 1 and not connection.features.has_select_for_update_skip_locked:
+            raise RunnerConfigurationError(
+                f"{connection.vendor} cannot record from several threads safely; "
+                "use --in-flight 1 (or PostgreSQL for more)."
+            )
+        self.worker_id = worker_id or default_worker_id()
+        self.in_flight = in_flight
+        self.stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self.handed = 0
+
+    def run(self, *, until_idle: bool = False) -> int:
+        """Work until stopped (or, ``until_idle``, until no run of this engine is left to
+        run); return the number of runs this process handed to Temporal."""
+        asyncio.run(self._serve(until_idle))
+        return self.handed
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._loop is not None and self._wakeup is not None:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def _serve(self, until_idle: bool) -> None:
+        self._loop, self._wakeup = asyncio.get_running_loop(), asyncio.Event()
+        client = await connect()
+        listener = None
+        if connection.vendor == "postgresql":
+            listener = Listener(connection.settings_dict, self._wake)
+            listener.start()
+        # The database work of this loop runs on one thread of its own.
+        with (
+            ThreadPoolExecutor(self.in_flight, thread_name_prefix="backstop-activity") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="backstop-dispatch") as db,
+        ):
+            worker = Worker(
+                client,
+                task_queue=settings.TEMPORAL_TASK_QUEUE,
+                workflows=[BackstopRun],
+                activities=[activities.begin, activities.act, activities.finish],
+                activity_executor=pool,
+                max_concurrent_activities=self.in_flight,
+                identity=self.worker_id,
+            )
+            try:
+                async with worker:
+                    await self._dispatch_until(client, db, until_idle)
+            finally:
+                if listener is not None:
+                    listener.stop()
+                await self._in(db, connections.close_all)
+
+    async def _dispatch_until(
+        self, client: Client, db: ThreadPoolExecutor, until_idle: bool
+    ) -> None:
+        assert self._wakeup is not None
+        poll = settings.BACKSTOP_RUNNER_POLL_SECONDS
+        while not self.stopping.is_set():
+            self._wakeup.clear()
+            plans = await self._in(db, dispatch.due_plans)
+            if plans:
+                handed = await dispatch.dispatch(client, plans)
+                await self._in(db, dispatch.mark_dispatched, handed)
+                self.handed += len(handed)
+                if len(handed) == len(plans) == dispatch.BATCH:
+                    continue  # more may be waiting
+            elif until_idle and not await self._in(db, _runnable):
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), poll)
+
+    async def _in(self, pool: ThreadPoolExecutor, call: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(pool, call, *args)
+
+
+def _runnable() -> bool:
+    """True while a run of this engine may still move (pending, running, compensating)."""
+    return WorkflowRun.objects.filter(engine=Engine.TEMPORAL, status__in=RUNNABLE_STATUSES).exists()
