@@ -33,7 +33,7 @@ def test_seed_decision_on_temporal_gives_the_seed_mutation_log(seed_run: dict[st
         assert list(entry) == list(expected)
         for field in ("decision_id", "platform", "mutation_type", "status", "actor_type"):
             assert entry[field] == expected[field], field
-    debit, credit, undo = body["entries"]
+    debit, _, undo = body["entries"]
     assert undo["payload"]["compensates_mutation_id"] == debit["mutation_id"]
     assert Mutation.objects.get(mutation_id=undo["mutation_id"]).compensates_id == (
         debit["mutation_id"]
