@@ -35,8 +35,9 @@ def test_seed_decision_on_temporal_gives_the_seed_mutation_log(seed_run: dict[st
             assert entry[field] == expected[field], field
     debit, _, undo = body["entries"]
     assert undo["payload"]["compensates_mutation_id"] == debit["mutation_id"]
-    assert Mutation.objects.get(mutation_id=undo["mutation_id"]).compensates_id == (
-        debit["mutation_id"]
+    assert (
+        Mutation.objects.get(mutation_id=undo["mutation_id"]).compensates_id
+        == (debit["mutation_id"])
     )
     run = WorkflowRun.objects.get(decision_id=SEED_DECISION_ID)
     assert run.engine == "temporal" and run.dispatched_at is not None
