@@ -19,7 +19,7 @@ endef
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint db demo runner screenshots clean
+.PHONY: run test lint db demo runner temporal screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	@py=$$($(FIND_PYTHON)) || { \
@@ -46,6 +46,10 @@ demo: db
 
 runner: db
 	$(PY) manage.py runworkflows
+
+# A Temporal dev server (in memory) with its Web UI on :8233, for BACKSTOP_ENGINE=temporal.
+temporal: $(VENV)/.installed
+	$(VENV)/bin/temporal server start-dev --ip 127.0.0.1 --port 7233 --ui-port 8233
 
 run: db
 	@$(PY) manage.py platformserver & platforms=$$!; \
