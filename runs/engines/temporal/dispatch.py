@@ -5,6 +5,8 @@ pinned from the run's workflow version.
 Several workers may hand the same run over at once: Temporal refuses the second start
 (the workflow id is taken), and the run is then marked as handed over all the same. A
 worker that dies between the start and the mark leaves a run another start finds taken.
+A run handed over again (its rollback retried) is marked only once a workflow of its own
+started: the one before may still be open, done with the run.
 """
 
 from __future__ import annotations
@@ -87,9 +89,13 @@ def mark_dispatched(run_ids: list[str]) -> None:
     )
 
 
-async def start(client: Client, plan: Plan, *, first: bool) -> None:
-    """Start the run's workflow. A first start is refused when the id was ever used; a
-    rollback retried later starts the run's workflow again once the last one closed."""
+async def start(client: Client, plan: Plan, *, first: bool) -> bool:
+    """Start the run's workflow; return whether the run is handed over.
+
+    A first start is refused when the id was ever used: another worker handed the run over.
+    A later start (a rollback retried) needs a workflow of its own, started once the last
+    one closed: a last one still open has already seen the run end and will not look at
+    it again, so the run is not handed over yet and the next dispatch tries again."""
     try:
         await client.start_workflow(
             WORKFLOW_NAME,
@@ -101,7 +107,11 @@ async def start(client: Client, plan: Plan, *, first: bool) -> None:
             else WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
+        if not first:
+            logger.debug("run=%s waits for its last workflow to close", plan.run_id)
+            return False
         logger.info("run=%s already handed to Temporal", plan.run_id)
+    return True
 
 
 async def dispatch(client: Client, plans: list[tuple[Plan, bool]]) -> list[str]:
@@ -113,6 +123,6 @@ async def dispatch(client: Client, plans: list[tuple[Plan, bool]]) -> list[str]:
     for (plan, _), result in zip(plans, results, strict=True):
         if isinstance(result, BaseException):
             logger.warning("run=%s not handed to Temporal yet: %s", plan.run_id, result)
-        else:
+        elif result:
             handed.append(plan.run_id)
     return handed

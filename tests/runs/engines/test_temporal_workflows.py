@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection
 from django.test import Client
 from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowExecutionStatus
@@ -320,6 +321,40 @@ def test_a_second_start_of_a_run_is_refused_by_temporal(
     assert SandboxOperation.objects.filter(org=agent.org).count() == 2  # each applied once
 
 
+def test_a_later_start_is_handed_over_only_once_the_last_workflow_closed(
+    agent: ServiceAccount, temporal: Any
+) -> None:
+    """A rollback retried while the run's last workflow is still open (done with the run,
+    its last word not yet taken in) must wait for it: that workflow will not look again."""
+    decision = submit(agent, rebalance())
+    run = WorkflowRun.objects.get(decision=decision)
+    [(plan, _)] = dispatch.due_plans()
+
+    async def start_while_open() -> tuple[list[str], str | None]:
+        client = await connect()
+        handle = await start_as_another_worker(client, plan)
+        return await dispatch.dispatch(client, [(plan, False)]), handle.first_execution_run_id
+
+    handed, last = run_async(start_while_open())
+    assert handed == []  # not handed over: the next dispatch tries again
+    dispatch.mark_dispatched([run.run_id])  # the open workflow is the run's
+    drain_on_temporal()
+    assert close_on_temporal(run.run_id) == RunStatus.COMPLETED
+
+    async def start_once_closed() -> tuple[list[str], str | None]:
+        client = await connect()
+        handed = await dispatch.dispatch(client, [(plan, False)])
+        return handed, (await client.get_workflow_handle(run.run_id).describe()).run_id
+
+    handed, execution = run_async(start_once_closed())
+    assert handed == [run.run_id] and execution != last  # a workflow of its own
+    assert close_on_temporal(run.run_id) == RunStatus.COMPLETED  # it found the run over
+    assert [(m.step_id, m.status) for m in rows(run)] == [
+        ("debit_source_channel", "success"),
+        ("credit_target_channel", "success"),
+    ]
+
+
 # ---- the timeline ---------------------------------------------------------------------------
 
 
@@ -394,3 +429,23 @@ def test_timeline_is_the_same_on_both_engines(
         "compensation_applied",
         "run_finished",
     ]
+
+
+def test_overlapping_runs_take_turns_so_each_hash_proves_its_own_effect(
+    agent: ServiceAccount, temporal: Any
+) -> None:
+    failing = submit(agent, seed_like(agent))
+    other = submit(agent, rebalance(source="google", target="meta", amount=250))
+    in_flight = 2 if connection.features.has_select_for_update_skip_locked else 1
+    assert drain_on_temporal(in_flight=in_flight) == 2
+
+    compensated = WorkflowRun.objects.get(decision=failing)
+    completed = WorkflowRun.objects.get(decision=other)
+    assert (compensated.status, completed.status) == ("compensated", "completed")
+    assert compensated.before_state_hash == compensated.after_state_hash
+    # Temporal may start either first; the other waits for the scope they share.
+    earlier, later = sorted((compensated, completed), key=lambda r: r.finished_at or r.created_at)
+    assert later.before_state_hash == earlier.after_state_hash
+    started = RuntimeEvent.objects.get(run=later, kind=RuntimeEvent.Kind.RUN_STARTED)
+    ended = RuntimeEvent.objects.get(run=earlier, kind=RuntimeEvent.Kind.RUN_FINISHED)
+    assert started.timestamp >= ended.timestamp
