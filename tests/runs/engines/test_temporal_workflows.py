@@ -172,6 +172,58 @@ def test_first_step_failing_for_good_fails_with_nothing_to_undo(
     assert finished.payload["terminal_status"] == "failed"
 
 
+def test_first_step_failing_on_an_http_platform_fails_after_reading_its_state(
+    agent: ServiceAccount, platforms: Platforms, temporal: Any
+) -> None:
+    activate_policy(workspace=agent.workspace, text=ACCESS_POLICY, activated_by="test")
+    seed(platforms)
+    document = access_decision(PLUGGED_IN.decision_type, 3)
+    first = PLUGGED_IN.steps[0]
+    platforms.fault(
+        "iam", kind="fatal", key_prefix=step_calls_prefix(first_run_key(document), first)
+    )
+    before = platforms.state("iam")
+
+    decision = submit(agent, document)
+    assert drain_on_temporal() == 1
+
+    run = WorkflowRun.objects.get(decision=decision)
+    assert (run.engine, run.status, run.failed_step_id) == ("temporal", "failed", first)
+    assert [(m.step_id, m.status) for m in rows(run)] == [(first, "failed")]
+    assert platforms.state("iam") == before
+    assert run.before_state_hash == run.after_state_hash is not None
+    # The platforms' state is read by calls: before the first step and after the end.
+    reads = [r["path"] for r in platforms.requests("billing")]
+    assert reads == ["/v1/snapshot", "/v1/snapshot"]
+    assert event_kinds(run) == ["run_started", "step_failed", "run_finished"]
+
+
+def test_retry_after_holds_a_retry_back_on_temporal(
+    agent: ServiceAccount, platforms: Platforms, temporal: Any, settings: Any
+) -> None:
+    settings.BACKSTOP_RETRY_DELAY_SCALE = 1  # real delays: Temporal waits them out
+    activate_policy(workspace=agent.workspace, text=ACCESS_POLICY, activated_by="test")
+    platforms.seed("iam", {"group": "payments-oncall"}, {"members": []})
+    platforms.seed("billing", {"account": "cc-payments"}, {"seats_available": 1})
+    document = access_decision(PLUGGED_IN.decision_type, 4)
+    first = PLUGGED_IN.steps[0]
+    key = first_run_key(document)
+    platforms.fault(
+        "iam", kind="rate_limit", key_prefix=step_calls_prefix(key, first), retry_after=2, count=1
+    )
+
+    decision = submit(agent, document)
+    assert drain_on_temporal() == 1
+
+    run = WorkflowRun.objects.get(decision=decision)
+    assert run.status == "completed"
+    iam = [r for r in platforms.requests("iam") if r["path"] == "/v1/mutations"]
+    assert [r["status"] for r in iam] == [429, 200]
+    assert iam[1]["at"] - iam[0]["at"] >= 2.0
+    retried = RuntimeEvent.objects.get(run=run, kind=RuntimeEvent.Kind.STEP_RETRY_SCHEDULED)
+    assert retried.payload["error_kind"] == "rate_limit"
+
+
 def test_yaml_workflow_completes_on_temporal(
     agent: ServiceAccount, platforms: Platforms, temporal: Any
 ) -> None:
