@@ -24,7 +24,7 @@ from mutations.models import Mutation, RuntimeEvent, SandboxFault, SandboxOperat
 from runs.engines.temporal import dispatch
 from runs.engines.temporal.worker import TemporalWorker, connect
 from runs.engines.temporal.workflow import WORKFLOW_NAME, Plan
-from runs.keys import step_calls_prefix
+from runs.keys import compensation_key, step_calls_prefix
 from runs.models import RunStatus, StepExecution, WorkflowRun
 from tests.aio import run_async
 from tests.conftest import budget, drain, first_run_key, rebalance, submit
@@ -119,6 +119,36 @@ def test_third_step_failing_undoes_the_second_then_the_first(
         "compensation_applied",
         "run_finished",
     ]
+
+
+def test_compensation_that_keeps_failing_is_retried_then_left_for_a_person(
+    agent: ServiceAccount, temporal: Any
+) -> None:
+    meta = budget(agent.org, "meta")
+    document = rebalance()
+    fault(agent, "google", SandboxFault.Kind.FATAL)
+    fault(
+        agent,
+        "meta",
+        SandboxFault.Kind.TRANSIENT,
+        key_prefix=compensation_key(first_run_key(document), "debit_source_channel"),
+    )
+    decision = submit(agent, document)
+    drain_on_temporal()
+
+    run = WorkflowRun.objects.get(decision=decision)
+    assert (run.engine, run.status) == ("temporal", RunStatus.COMPENSATION_FAILED)
+    assert [(m.platform, m.status) for m in rows(run)] == [
+        ("meta", "success"),
+        ("google", "failed"),
+        ("meta", "failed"),
+    ]
+    undo = StepExecution.objects.get(run=run, kind="compensation")
+    assert (undo.status, undo.attempts) == ("failed", 5)  # the compensation's own policy
+    assert budget(agent.org, "meta") == meta - 800_000_000  # a person must finish the job
+    assert run.before_state_hash != run.after_state_hash
+    finished = RuntimeEvent.objects.get(run=run, kind=RuntimeEvent.Kind.RUN_FINISHED)
+    assert "credit_source_channel left for a person" in finished.delta_summary
 
 
 @pytest.mark.usefixtures("audit_then_credit")
