@@ -18,9 +18,14 @@ logger = logging.getLogger("controlplane.drills")
 
 
 def drill_everything(
-    *, workspace: Workspace, started_by: str, user_id: int | None = None
+    *,
+    workspace: Workspace,
+    started_by: str,
+    user_id: int | None = None,
+    engine: str | None = None,
 ) -> list[Drill]:
-    """For each workflow: a drill failing each step in turn, and one whose compensation fails."""
+    """For each workflow: a drill failing each step in turn, and one whose compensation
+    fails; their runs go to ``engine`` (default: BACKSTOP_ENGINE)."""
     drills = []
     for workflow in all_workflows():
         if workflow.drill_action is None or not _all_sandbox(workflow):
@@ -34,6 +39,7 @@ def drill_everything(
                     fault=Fault.FATAL,
                     started_by=started_by,
                     user_id=user_id,
+                    engine=engine,
                 )
             )
         last = workflow.steps[-1].id
@@ -46,6 +52,7 @@ def drill_everything(
                     fault=Fault.COMPENSATION_FAILS,
                     started_by=started_by,
                     user_id=user_id,
+                    engine=engine,
                 )
             )
     return drills

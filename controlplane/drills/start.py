@@ -80,8 +80,10 @@ def start_drill(
     started_by: str,
     user_id: int | None = None,
     plan: DrillPlan | None = None,
+    engine: str | None = None,
 ) -> Drill:
-    """Submit a drill decision with its planned fault; the runners execute it as any other."""
+    """Submit a drill decision with its planned fault; the runners of ``engine`` (default:
+    BACKSTOP_ENGINE) execute it as any other."""
     workflow = _plan(workflow_id, step_id, fault)
     drill_id = new_id("drl")
     name = f"drill-{drill_id[-12:].lower()}"
@@ -103,6 +105,7 @@ def start_drill(
             surface=Surface.DRILL,
             user_id=user_id,
             drill=True,
+            engine=engine,
         )
         return Drill.objects.create(
             id=drill_id,

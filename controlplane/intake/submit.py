@@ -53,8 +53,10 @@ def submit_decision(
     surface: Surface,
     user_id: int | None = None,
     drill: bool = False,
+    engine: str | None = None,
 ) -> Submission:
-    """Store a validated decision, evaluate the policy, and start or hold its run.
+    """Store a validated decision, evaluate the policy, and start or hold its run (on
+    ``engine``; default: the BACKSTOP_ENGINE setting).
 
     Submitting the same id with the same payload returns the stored decision; with a
     different payload it raises DecisionConflict. Everything happens in one transaction.
@@ -73,7 +75,15 @@ def submit_decision(
             transaction.atomic(),
         ):
             decision = _receive(
-                workspace, document, digest, requested_by, surface, user_id, drill, trace_id
+                workspace,
+                document,
+                digest,
+                requested_by,
+                surface,
+                user_id,
+                drill,
+                trace_id,
+                engine,
             )
     except IntegrityError:
         # The same id arrived twice at once; the first one won.
@@ -96,6 +106,7 @@ def _receive(
     user_id: int | None,
     drill: bool,
     trace_id: str,
+    engine: str | None,
 ) -> Decision:
     workflow = workflow_for(document["type"])
     if workflow is None:
@@ -126,7 +137,14 @@ def _receive(
     else:
         held = evaluation.outcome == PolicyEvaluation.Outcome.REQUIRE_HUMAN
     run = start_run(
-        decision, workflow, evaluation, held=held, drill=drill, surface=surface, user_id=user_id
+        decision,
+        workflow,
+        evaluation,
+        held=held,
+        drill=drill,
+        surface=surface,
+        user_id=user_id,
+        engine=engine,
     )
     tracing.annotate(run_id=run.run_id)
     return decision
@@ -214,9 +232,10 @@ def start_run(
     user_id: int | None,
     drill: bool = False,
     attempt: int = FIRST_ATTEMPT,
+    engine: str | None = None,
 ) -> WorkflowRun:
-    """Create the decision's run (its first attempt, or a later one: a redrive); a held
-    run asks for a human approver."""
+    """Create the decision's run (its first attempt, or a later one: a redrive) on
+    ``engine`` (default: BACKSTOP_ENGINE); a held run asks for a human approver."""
     run = create_run(
         org_id=decision.org_id,
         workspace_id=decision.workspace_id,
@@ -232,6 +251,7 @@ def start_run(
         attempt=attempt,
         approvals=evaluation.approvals,
         approver_roles=evaluation.approver_roles,
+        engine=engine,
     )
     if held:
         again = attempt > FIRST_ATTEMPT

@@ -1,14 +1,17 @@
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
 from rich.progress import Progress
 
 from controlplane.drills.schedule import drill_everything
 from controlplane.drills.start import DrillRefused, start_drill
 from controlplane.drills.verify import verify_drill
 from controlplane.models import Drill, Fault, Workspace
-from runs.runner import Worker
+from runs.models import Engine
+from runs.runner import RunnerConfigurationError, Worker
 
 
 class Command(BaseCommand):
@@ -24,9 +27,16 @@ class Command(BaseCommand):
         parser.add_argument("--fault", choices=Fault.values, default=Fault.RATE_LIMIT)
         parser.add_argument("--org", default="demo", help="Organization slug (default: demo).")
         parser.add_argument(
+            "--engine",
+            choices=Engine.values,
+            help="What executes the drill runs: builtin (Backstop's runners) or temporal (a "
+            "Temporal cluster: TEMPORAL_ADDRESS). Default: BACKSTOP_ENGINE.",
+        )
+        parser.add_argument(
             "--drain",
             action="store_true",
-            help="Execute the drill runs in this process instead of waiting for the runners.",
+            help="Execute the drill runs in this process (a runner of the engine) instead of "
+            "waiting for the runners.",
         )
         parser.add_argument("--timeout", type=float, default=300, help="Seconds to wait.")
 
@@ -34,9 +44,10 @@ class Command(BaseCommand):
         workspace = Workspace.objects.filter(org__slug=options["org"]).order_by("id").first()
         if workspace is None:
             raise CommandError(f"No organization {options['org']!r}; run `manage.py demo` first.")
+        engine = options["engine"] or settings.BACKSTOP_ENGINE
         try:
             if options["all"]:
-                drills = drill_everything(workspace=workspace, started_by="cli")
+                drills = drill_everything(workspace=workspace, started_by="cli", engine=engine)
             elif options["workflow"] and options["step"]:
                 drills = [
                     start_drill(
@@ -45,20 +56,21 @@ class Command(BaseCommand):
                         step_id=options["step"],
                         fault=options["fault"],
                         started_by="cli",
+                        engine=engine,
                     )
                 ]
             else:
                 raise CommandError("Give --workflow and --step, or --all.")
         except DrillRefused as refused:
             raise CommandError(str(refused)) from None
-        self._wait(drills, drain=options["drain"], timeout=options["timeout"])
+        if options["drain"]:
+            _drain(engine)
+        self._wait(drills, engine=engine, timeout=options["timeout"])
         failed = self._report([verify_drill(Drill.objects.get(pk=d.pk)) for d in drills])
         if failed:
             raise CommandError(f"{failed} of {len(drills)} drill(s) failed.")
 
-    def _wait(self, drills: list[Drill], *, drain: bool, timeout: float) -> None:
-        if drain:
-            Worker().run(until_idle=True)
+    def _wait(self, drills: list[Drill], *, engine: str, timeout: float) -> None:
         runs = Drill.objects.filter(pk__in=[d.pk for d in drills])
         deadline = time.monotonic() + timeout
         with Progress(transient=True) as progress:
@@ -71,7 +83,8 @@ class Command(BaseCommand):
                 if time.monotonic() > deadline:
                     raise CommandError(
                         f"{len(drills) - done} drill run(s) unfinished after {timeout:g}s: "
-                        "is a runner running? (or pass --drain)"
+                        f"is a runner running (runworkflows --engine {engine})? "
+                        "(or pass --drain)"
                     )
                 time.sleep(0.2)
 
@@ -88,3 +101,23 @@ class Command(BaseCommand):
                 sign = "✓" if check["passed"] else "✗"
                 self.stdout.write(f"    {sign} {check['name']}: {check['evidence']}")
         return failed
+
+
+def _drain(engine: str) -> None:
+    """Run a runner of ``engine`` in this process until no run of it is left to execute."""
+    try:
+        if engine == Engine.BUILTIN:
+            Worker().run(until_idle=True)
+            return
+        try:
+            from runs.engines.temporal.worker import TemporalWorker
+        except ImportError:
+            raise CommandError(
+                "The Temporal engine needs the temporal extra: pip install 'backstop[temporal]'."
+            ) from None
+        # SQLite records from one thread only; PostgreSQL takes the runners' default.
+        shares = connection.features.has_select_for_update_skip_locked
+        in_flight = int(settings.BACKSTOP_RUNNER_IN_FLIGHT) if shares else 1
+        TemporalWorker(in_flight=in_flight).run(until_idle=True)
+    except RunnerConfigurationError as error:
+        raise CommandError(str(error)) from None
