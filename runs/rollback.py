@@ -29,7 +29,8 @@ def retry_rollback(
     surface: Surface,
     user_id: int | None = None,
 ) -> WorkflowRun:
-    """Send a compensation_failed run back to the runners to retry its failed compensations.
+    """Send a compensation_failed run back to the runners to retry its failed compensations
+    (on Temporal: start the run's workflow again).
 
     Concurrent requests serialize on the run's row: one moves it to compensating, the
     others find it already compensating and change nothing.
@@ -53,6 +54,8 @@ def retry_rollback(
             after_state_hash=None,
             finished_at=None,
             next_wake_at=now,
+            # A run on Temporal is handed over again: its workflow ended with the run.
+            dispatched_at=None,
             updated_at=now,
         )
         record_run_event(
