@@ -31,4 +31,5 @@ class WorkflowRunSerializer(serializers.ModelSerializer[WorkflowRun]):
             "before_state_hash",
             "after_state_hash",
             "finished_at",
+            "engine",
         )

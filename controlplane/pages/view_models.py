@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property, lru_cache
 from typing import Any
+from urllib.parse import quote
 
+from django.conf import settings
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -30,10 +32,18 @@ from controlplane.pages.timeline_svg import draw
 from controlplane.pages.timeline_track import ApprovalSpan, Track
 from mutations.hashing import state_hash
 from mutations.models import Mutation, RuntimeEvent
-from runs.models import TERMINAL_STATUSES, Approval, RunStatus, StepExecution, WorkflowRun
+from runs.models import (
+    TERMINAL_STATUSES,
+    Approval,
+    Engine,
+    RunStatus,
+    StepExecution,
+    WorkflowRun,
+)
 from runs.rollback import rollback_evidence
 
 MINUS = "\u2212"
+ENGINE_NAMES: dict[str, str] = {Engine.BUILTIN: "Backstop's runners", Engine.TEMPORAL: "Temporal"}
 ATTEMPT_ROWS = 100  # attempts listed in the table before "show all"
 
 
@@ -189,6 +199,19 @@ class RunView:
     @property
     def key(self) -> SafeString:
         return breakable(self.run.idempotency_key)
+
+    @property
+    def engine(self) -> str:
+        return ENGINE_NAMES.get(self.run.engine, self.run.engine)
+
+    @property
+    def temporal_url(self) -> str | None:
+        """Return the run's workflow in the Temporal Web UI (its workflow id is the run
+        id), or None: not on Temporal, or no TEMPORAL_UI_URL."""
+        if self.run.engine != Engine.TEMPORAL or not settings.TEMPORAL_UI_URL:
+            return None
+        namespace = quote(settings.TEMPORAL_NAMESPACE, safe="")
+        return f"{settings.TEMPORAL_UI_URL}/namespaces/{namespace}/workflows/{self.run.run_id}"
 
     # ---- times ----------------------------------------------------------------------------
 
