@@ -218,13 +218,20 @@ def _progress(state: RunState) -> Progress:
             if (r := state.records.get((s, FORWARD))) and r.status == StepExecution.Status.SUCCEEDED
         ],
         undone=[s for s in steps if over(s, COMPENSATION)],
+        finishing=_finishing(state),
     )
 
 
 def _outcome(state: RunState, outcome: str) -> Outcome:
-    status = state.run.status
-    finishing = status in RUNNABLE_STATUSES and isinstance(state.next_move(timezone.now()), Finish)
-    return Outcome(outcome=outcome, status=status, finishing=finishing)
+    return Outcome(outcome=outcome, status=state.run.status, finishing=_finishing(state))
+
+
+def _finishing(state: RunState) -> bool:
+    """True when the run's last outcome is recorded but not its end (its scope's state is
+    read by calls, in ``finish``)."""
+    return state.run.status in RUNNABLE_STATUSES and isinstance(
+        state.next_move(timezone.now()), Finish
+    )
 
 
 def _describe(move: Action | Wait | Finish) -> str:

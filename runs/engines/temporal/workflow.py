@@ -78,6 +78,7 @@ class Progress:
     status: str
     applied: list[str]  # forward steps applied
     undone: list[str]  # applied steps whose compensation is over (succeeded, failed, skipped)
+    finishing: bool = False  # ended; its scope's state still to read (a workflow restarted)
 
 
 @dataclass
@@ -103,8 +104,8 @@ class BackstopRun:
     async def run(self, plan: Plan) -> str:
         progress: Progress = await self._bookkeeping(BEGIN, plan.run_id, Progress)
         status, applied = progress.status, list(progress.applied)
-        finishing = False
-        if status == RUNNING:
+        finishing = progress.finishing
+        if status == RUNNING and not finishing:
             for step in plan.steps:
                 if step.step_id in applied:
                     continue
@@ -120,6 +121,8 @@ class BackstopRun:
                 call = step.compensation or step.forward  # a skip makes no call
                 outcome = await self._act(plan.run_id, step, COMPENSATION, call)
                 status, finishing = outcome.status, outcome.finishing
+                if status != COMPENSATING or finishing:
+                    break
         if finishing:
             ended: Outcome = await self._bookkeeping(FINISH, plan.run_id, Outcome)
             status = ended.status
