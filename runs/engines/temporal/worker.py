@@ -4,6 +4,10 @@ It polls the task queue for the workflows and activities of every registered wor
 (Python, plug-in and YAML alike: they all run as ``BackstopRun``), and hands runs that
 may start to Temporal (``dispatch``), woken by the same notifications as the built-in
 runners, polling otherwise.
+
+``--until-idle`` waits for Temporal too: a run's last outcome is in the database before
+its workflow has taken it in and closed, so the worker stays until no workflow of its task
+queue is open either (a worker that left earlier would leave them open until the next).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, connections
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from runs.engines.temporal import activities, dispatch
@@ -63,7 +68,8 @@ class TemporalWorker:
 
     def run(self, *, until_idle: bool = False) -> int:
         """Work until stopped (or, ``until_idle``, until no run of this engine is left to
-        run); return the number of runs this process handed to Temporal."""
+        run and their workflows closed); return the number of runs this process handed to
+        Temporal."""
         asyncio.run(self._serve(until_idle))
         return self.handed
 
@@ -72,8 +78,11 @@ class TemporalWorker:
         self._wake()
 
     def _wake(self) -> None:
-        if self._loop is not None and self._wakeup is not None:
-            self._loop.call_soon_threadsafe(self._wakeup.set)
+        """Wake the dispatch loop (from any thread); a loop already closed has stopped."""
+        loop, wakeup = self._loop, self._wakeup
+        if loop is not None and wakeup is not None:
+            with contextlib.suppress(RuntimeError):  # closed between the check and the call
+                loop.call_soon_threadsafe(wakeup.set)
 
     async def _serve(self, until_idle: bool) -> None:
         self._loop, self._wakeup = asyncio.get_running_loop(), asyncio.Event()
@@ -102,6 +111,8 @@ class TemporalWorker:
             finally:
                 if listener is not None:
                     listener.stop()
+                self._loop = None
+                await self._in(db, _close_connections, pool, self.in_flight)
                 await self._in(db, connections.close_all)
 
     async def _dispatch_until(
@@ -118,13 +129,43 @@ class TemporalWorker:
                 self.handed += len(handed)
                 if len(handed) == len(plans) == dispatch.BATCH:
                     continue  # more may be waiting
-            elif until_idle and not await self._in(db, _runnable):
+            elif (
+                until_idle
+                and not await self._in(db, _runnable)
+                and not await _open_workflows(client)
+            ):
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), poll)
 
     async def _in(self, pool: ThreadPoolExecutor, call: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(pool, call, *args)
+
+
+async def _open_workflows(client: Client) -> int:
+    """Return how many workflows of this task queue Temporal still runs (0 when its
+    visibility store cannot count them: the database alone then says when to stop)."""
+    query = f'TaskQueue="{settings.TEMPORAL_TASK_QUEUE}" AND ExecutionStatus="Running"'
+    try:
+        return (await client.count_workflows(query)).count
+    except RPCError as error:
+        logger.warning("cannot count open workflows (%s); stopping on the database's word", error)
+        return 0
+
+
+def _close_connections(pool: ThreadPoolExecutor, threads: int) -> None:
+    """Close the database connections of the pool's threads (kept open between activities,
+    ``CONN_MAX_AGE``): a worker run inside a longer process leaves none behind. A barrier
+    puts one call on each thread."""
+    barrier = threading.Barrier(threads)
+
+    def close() -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=10)
+        connections.close_all()
+
+    for done in [pool.submit(close) for _ in range(threads)]:
+        done.result()
 
 
 def _runnable() -> bool:
