@@ -1,20 +1,20 @@
-"""The runner benchmark: for each runner count, the same mix of decisions drained by that
-many runner processes. Throughput, commits per step and wake latency, the runners' own
-counts per forward step, next to the database's limit for one bare step transaction."""
+"""The runner benchmark: for each engine and runner count, the same mix of decisions
+drained by that many runner processes (Backstop's runners, or Temporal workers).
+Throughput, commits per step and wake latency, the runners' own counts per forward step,
+next to the database's limit for one bare step transaction."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import transaction
@@ -30,7 +30,9 @@ from controlplane.devtools.bench_database import (
     database_url,
     raw_step_tps,
 )
+from controlplane.devtools.bench_engines import Reaped, TemporalServer
 from controlplane.devtools.bench_mix import HttpMix, Mix, SandboxMix, fails
+from controlplane.devtools.bench_results import BenchResult, RunnerReport
 from controlplane.intake.submit import submit_decision
 from controlplane.models import Organization, ServiceAccount, Workspace
 from controlplane.policy.versions import activate_policy
@@ -38,90 +40,13 @@ from mutations.ids import new_id
 from mutations.models import RuntimeEvent
 from mutations.services import Surface
 from runs.instrumentation import ENVIRONMENT_VARIABLE
-from runs.models import TERMINAL_STATUSES, StepExecution, WorkflowRun
+from runs.models import TERMINAL_STATUSES, Engine, StepExecution, WorkflowRun
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER_START_SECONDS = 3.0  # for idle runners to start and LISTEN before wake samples
 WAKE_DEADLINE_SECONDS = 60.0
 WAKE_POLL_SECONDS = 0.02
 STALL_SECONDS = 300.0  # no run ended for this long: the runners are stuck, not slow
-
-
-@dataclass(frozen=True)
-class RunnerReport:
-    """What one runner process counted while draining (runs/instrumentation.py)."""
-
-    pid: int
-    statements: int
-    round_trips: int
-    commits: int
-    rollbacks: int
-    cpu_seconds: float
-    peak_rss_kb: int
-
-    @classmethod
-    def read(cls, path: Path) -> RunnerReport:
-        data = json.loads(path.read_text())
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
-
-
-@dataclass
-class BenchResult:
-    """One row: the mix drained by ``runners`` runner processes."""
-
-    runners: int
-    decisions: int
-    statuses: Counter[str]  # how the runs ended (or where they stopped)
-    seconds: float
-    steps: int
-    forward_steps: int
-    commits: int  # pg_stat_database, during the drain
-    wake_ms: list[float]
-    raw_tps: float | None
-    reports: list[RunnerReport]
-    platform_calls: int | None = None  # HTTP requests the platforms received while draining
-
-    @property
-    def ended(self) -> int:
-        return sum(n for status, n in self.statuses.items() if status in TERMINAL_STATUSES)
-
-    @property
-    def sagas_per_second(self) -> float:
-        return _ratio(self.decisions, self.seconds)
-
-    @property
-    def steps_per_second(self) -> float:
-        return _ratio(self.steps, self.seconds)
-
-    @property
-    def commits_per_forward_step(self) -> float:
-        return _ratio(self.commits, self.forward_steps)
-
-    @property
-    def wake_p50_ms(self) -> float:
-        return percentile(self.wake_ms, 50)
-
-    @property
-    def wake_p99_ms(self) -> float:
-        return percentile(self.wake_ms, 99)
-
-    @property
-    def ratio(self) -> float:
-        return _ratio(self.steps_per_second, self.raw_tps or 0.0)
-
-    def per_forward_step(self, counter: str) -> float:
-        """Return a runner counter summed over the runner processes, per forward step."""
-        return _ratio(sum(getattr(r, counter) for r in self.reports), self.forward_steps)
-
-    @property
-    def platform_calls_per_forward_step(self) -> float | None:
-        if self.platform_calls is None:
-            return None
-        return _ratio(self.platform_calls, self.forward_steps)
-
-    @property
-    def peak_rss_mb(self) -> list[float]:
-        return [r.peak_rss_kb / 1024 for r in self.reports]
 
 
 def run_bench(
@@ -132,24 +57,36 @@ def run_bench(
     raw_seconds: float,
     platform_latency_ms: float | None,
     in_flight: int | None = None,
+    engines: list[str] | None = None,
+    on_temporal: Callable[[str], None] | None = None,
 ) -> tuple[str, list[BenchResult]]:
-    """Measure one row per runner count on the sandbox platforms, or on reference HTTP
-    platforms when a latency is given; return the platforms' description and the rows."""
+    """Measure one row per engine and runner count on the sandbox platforms, or on
+    reference HTTP platforms when a latency is given; return the platforms' description
+    and the rows. ``on_temporal`` hears which Temporal server the Temporal rows use."""
+    engines = engines or [Engine.BUILTIN]
     mix: Mix = (
         SandboxMix() if platform_latency_ms is None else HttpMix(latency_ms=platform_latency_ms)
     )
+    temporal = None
     try:
+        if Engine.TEMPORAL in engines:
+            temporal = TemporalServer()
+            if on_temporal is not None:
+                on_temporal(temporal.label)
         bench = Bench(
             decisions=decisions,
             wake_samples=wake_samples,
             raw_seconds=raw_seconds,
             mix=mix,
             in_flight=in_flight,
+            temporal=temporal,
         )
-        rows = [bench.measure(runners) for runners in runner_counts]
+        rows = [bench.measure(runners, engine) for engine in engines for runners in runner_counts]
         label = mix.label if in_flight is None else f"{mix.label}, runners --in-flight {in_flight}"
         return label, rows
     finally:
+        if temporal is not None:
+            temporal.close()
         mix.close()
 
 
@@ -161,6 +98,7 @@ class Tenant:
     workspace: Workspace
     agent: ServiceAccount
     tag: str  # in the row's market names: HTTP platforms are shared by every row
+    engine: str  # what runs the row's decisions
 
 
 class Bench:
@@ -174,20 +112,26 @@ class Bench:
         raw_seconds: float,
         mix: Mix,
         in_flight: int | None = None,
+        temporal: TemporalServer | None = None,
     ):
         self.in_flight = in_flight  # the runners' --in-flight; None: their default
+        self.temporal = temporal  # the Temporal rows' server
         self.decisions = decisions
         self.wake_samples = wake_samples
         self.raw_seconds = raw_seconds
         self.mix = mix
 
-    def measure(self, runners: int) -> BenchResult:
-        """Submit the mix, drain it with ``runners`` processes, and measure the row."""
+    def measure(self, runners: int, engine: str = Engine.BUILTIN) -> BenchResult:
+        """Submit the mix, drain it with ``runners`` processes of ``engine``, and measure
+        the row."""
         self.mix.start_row()
-        tenant = self._tenant()
+        tenant = self._tenant(engine)
         self._submit(tenant, self.decisions)
+        server_cpu = self._server_cpu()
         drained_commits, reports = self._drain(tenant, runners)
         result = self._tally(tenant, runners, drained_commits, reports)
+        if server_cpu is not None and engine == Engine.TEMPORAL:
+            result.server_cpu_seconds = (self._server_cpu() or 0.0) - server_cpu
         result.platform_calls = self.mix.platform_calls()
         result.wake_ms = self._wake_latency(tenant, runners) if self.wake_samples else []
         if self.raw_seconds:
@@ -196,13 +140,16 @@ class Bench:
 
     # ---- phases --------------------------------------------------------------------------
 
-    def _tenant(self) -> Tenant:
+    def _server_cpu(self) -> float | None:
+        return None if self.temporal is None else self.temporal.cpu_seconds()
+
+    def _tenant(self, engine: str) -> Tenant:
         tag = new_id("org")[-8:].lower()
         org = Organization.objects.create(name=f"Benchmark {tag}", slug=f"bench-{tag}")
         workspace = Workspace.objects.create(org=org, name="Bench", slug="bench")
         agent = ServiceAccount.objects.create(org=org, workspace=workspace, name="bench-agent")
         activate_policy(workspace=workspace, text=self.mix.policy_text, activated_by="bench")
-        return Tenant(org=org, workspace=workspace, agent=agent, tag=tag)
+        return Tenant(org=org, workspace=workspace, agent=agent, tag=tag, engine=engine)
 
     def _submit(self, tenant: Tenant, count: int) -> None:
         markets = self._markets(tenant, "b", count)
@@ -227,6 +174,7 @@ class Bench:
             document=self.mix.document(decision_id, n, market),
             requested_by=tenant.agent.actor,
             surface=Surface.BENCH,
+            engine=tenant.engine,
         )
         return decision_id
 
@@ -236,7 +184,9 @@ class Bench:
         with tempfile.TemporaryDirectory(prefix="backstop-bench-runners-") as directory:
             before = commits()
             processes = [
-                self._start_runner("--until-idle", **{ENVIRONMENT_VARIABLE: directory})
+                Reaped(
+                    self._start_runner(tenant, "--until-idle", **{ENVIRONMENT_VARIABLE: directory})
+                )
                 for _ in range(runners)
             ]
             # The bench's own reads meanwhile are rolled back: only the runners' commit.
@@ -245,32 +195,39 @@ class Bench:
                 await_sessions_ended(RUNNER_APPLICATION_NAME)
                 transaction.set_rollback(True)
             drained = commits() - before - COMMITS_PER_READ
-            found = sorted(Path(directory).glob("runner-*.json"))
-            if len(found) != runners:
-                raise RuntimeError(f"{len(found)} of {runners} runner(s) reported their counts")
-            return drained, [RunnerReport.read(path) for path in found]
+            return drained, [self._report(tenant, Path(directory), p) for p in processes]
 
-    def _await_drain(self, tenant: Tenant, processes: list[subprocess.Popen[bytes]]) -> None:
+    def _report(self, tenant: Tenant, directory: Path, runner: Reaped) -> RunnerReport:
+        """Return what the runner counted; a Temporal worker that counts nothing gives its
+        CPU time and peak memory, as the system measured them."""
+        path = directory / f"runner-{runner.process.pid}.json"
+        if path.exists():
+            return RunnerReport.read(path)
+        if tenant.engine == Engine.BUILTIN:
+            raise RuntimeError(f"runner {runner.process.pid} did not report its counts")
+        return RunnerReport.of(runner)
+
+    def _await_drain(self, tenant: Tenant, processes: list[Reaped]) -> None:
         """Wait for the runners to exit; stop them if no run ends for STALL_SECONDS."""
         runs = WorkflowRun.objects.filter(org=tenant.org)
         ended, moved = -1, time.monotonic()
         with progress_bar() as progress:
             task = progress.add_task(
-                f"draining with {len(processes)} runner(s)", total=self.decisions
+                f"draining with {len(processes)} {tenant.engine} runner(s)", total=self.decisions
             )
-            while any(p.poll() is None for p in processes):
+            while any([p.running() for p in processes]):
                 now_ended = runs.filter(status__in=TERMINAL_STATUSES).count()
                 if now_ended != ended:
                     ended, moved = now_ended, time.monotonic()
                 elif time.monotonic() - moved > STALL_SECONDS:
-                    stop(processes)
+                    stop([p.process for p in processes])
                     raise RuntimeError(
                         f"no run ended for {STALL_SECONDS:g} s ({ended} of {self.decisions} "
                         "ended); the runners' log above says why"
                     )
                 progress.update(task, completed=ended)
                 time.sleep(0.25)
-        failed = [p for p in processes if p.returncode != 0]
+        failed = [p.process for p in processes if p.process.returncode != 0]
         if failed:
             raise RuntimeError(f"a runner exited with {failed[0].returncode}")
 
@@ -302,13 +259,14 @@ class Bench:
             wake_ms=[],
             raw_tps=None,
             reports=reports,
+            engine=tenant.engine,
         )
 
     def _wake_latency(self, tenant: Tenant, runners: int) -> list[float]:
         """Submit decisions one at a time to idle runners, each once the previous one has
         ended; return the times from received to first step applied."""
         markets = self._markets(tenant, "w", self.wake_samples)
-        processes = [self._start_runner() for _ in range(runners)]
+        processes = [self._start_runner(tenant) for _ in range(runners)]
         time.sleep(RUNNER_START_SECONDS)
         ids = []
         try:
@@ -333,8 +291,12 @@ class Bench:
                 raise RuntimeError(f"the run of {decision_id} did not end within a minute")
             time.sleep(WAKE_POLL_SECONDS)
 
-    def _start_runner(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    def _start_runner(self, tenant: Tenant, *args: str, **env: str) -> subprocess.Popen[bytes]:
         # Runners as in production: no DEBUG query log, warnings only.
+        if tenant.engine == Engine.TEMPORAL:
+            assert self.temporal is not None
+            env = {**self.temporal.worker_env(f"bench-{tenant.tag}"), **env}
+        args = ("--engine", tenant.engine, *args)
         environment = {
             **os.environ,
             "DATABASE_URL": database_url(),
@@ -366,15 +328,3 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 def progress_bar() -> Progress:
     """Return a progress bar on stderr: stdout carries the tables alone."""
     return Progress(transient=True, console=Console(stderr=True))
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    return numerator / denominator if denominator else math.nan
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return math.nan
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]

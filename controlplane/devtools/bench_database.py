@@ -105,8 +105,9 @@ def raw_step_tps(clients: int, *, seconds: float) -> float:
         conn.execute(
             "INSERT INTO bench_raw_state SELECT g, 0 FROM generate_series(0, %s) g", [clients]
         )
-    connection.close()  # the workers are forked: they must not share our connection
-    forking = multiprocessing.get_context("fork")
+    # The workers come from a fork server (a process of its own, with one thread): a fork of
+    # this process would copy the threads' locks of whatever runs here (a Temporal client's).
+    forking = multiprocessing.get_context("forkserver")
     with forking.Manager() as manager:
         counts = manager.dict()
         workers = [

@@ -1,9 +1,11 @@
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from controlplane.devtools.bench import run_bench
+from controlplane.devtools.bench_engines import engine_list
 from controlplane.devtools.bench_report import report
 from mutations.platformserver.cli import MAX_LATENCY_MS
 
@@ -22,7 +24,8 @@ def runner_counts(text: str) -> list[int]:
 class Command(BaseCommand):
     help = (
         "Benchmark the runners on PostgreSQL: submit N decisions (70% complete, 30% fail on "
-        "the last step and compensate), drain them with K runner processes (a row per K), "
+        "the last step and compensate), drain them with K runner processes of each engine "
+        "(a row per engine and K), "
         "and print throughput, commits per step, wake latency, the raw step-transaction "
         "limit, and the runners' own SQL statements, round trips, commits and CPU per "
         "forward step and peak memory."
@@ -34,6 +37,13 @@ class Command(BaseCommand):
             "--runners",
             default="2",
             help="Runner processes, or a comma-separated list for a row each (1,2,4).",
+        )
+        parser.add_argument(
+            "--engine",
+            help="builtin (Backstop's runners), temporal (runworkflows --engine temporal "
+            "workers on TEMPORAL_ADDRESS, or on a dev server the bench starts when it does "
+            "not answer), or builtin,temporal for both on the same mix. Default: "
+            "BACKSTOP_ENGINE.",
         )
         parser.add_argument(
             "--wake-samples",
@@ -67,6 +77,10 @@ class Command(BaseCommand):
                 "set DATABASE_URL=postgres://..."
             )
         counts = runner_counts(options["runners"])
+        try:
+            engines = engine_list(options["engine"] or settings.BACKSTOP_ENGINE)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
         latency = options["platform_latency_ms"]
         if latency is not None and not 0 <= latency <= MAX_LATENCY_MS:
             raise CommandError(f"--platform-latency-ms: give 0 to {MAX_LATENCY_MS}")
@@ -76,6 +90,12 @@ class Command(BaseCommand):
             raise CommandError(
                 "--decisions must be at least 1; --wake-samples and --raw-seconds 0 or more"
             )
+        servers: list[str] = []
+
+        def on_temporal(server: str) -> None:
+            servers.append(server)
+            self.stderr.write(f"temporal rows on {server}")
+
         label, rows = run_bench(
             decisions=options["decisions"],
             runner_counts=counts,
@@ -83,5 +103,7 @@ class Command(BaseCommand):
             raw_seconds=options["raw_seconds"],
             platform_latency_ms=latency,
             in_flight=options["in_flight"],
+            engines=engines,
+            on_temporal=on_temporal,
         )
-        self.stdout.write(report(label, options["decisions"], rows))
+        self.stdout.write(report(label, options["decisions"], rows, *servers))
