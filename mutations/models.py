@@ -65,9 +65,10 @@ class Mutation(AppendOnlyModel):
     COMPENSATION_ACTOR = "compensation"
 
     mutation_id = models.CharField(primary_key=True, max_length=32, default=_mutation_id)
-    org = models.ForeignKey("controlplane.Organization", on_delete=models.PROTECT)
+    # Both are the first column of a composite index below: no index of their own.
+    org = models.ForeignKey("controlplane.Organization", on_delete=models.PROTECT, db_index=False)
     decision = models.ForeignKey(
-        "controlplane.Decision", on_delete=models.PROTECT, related_name="mutations"
+        "controlplane.Decision", on_delete=models.PROTECT, related_name="mutations", db_index=False
     )
     run = models.ForeignKey(
         "runs.WorkflowRun", on_delete=models.PROTECT, related_name="mutations", null=True
@@ -135,8 +136,12 @@ class RuntimeEvent(AppendOnlyModel):
     org = models.ForeignKey("controlplane.Organization", on_delete=models.PROTECT)
     workspace = models.ForeignKey("controlplane.Workspace", on_delete=models.PROTECT, null=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True)
-    decision = models.ForeignKey(
-        "controlplane.Decision", on_delete=models.PROTECT, null=True, related_name="events"
+    decision = models.ForeignKey(  # indexed by event_decision_time below
+        "controlplane.Decision",
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="events",
+        db_index=False,
     )
     run = models.ForeignKey(
         "runs.WorkflowRun", on_delete=models.PROTECT, null=True, related_name="events"
@@ -169,7 +174,8 @@ class SandboxCampaign(models.Model):
         PAUSED = "paused"
         DELETED = "deleted"
 
-    org = models.ForeignKey("controlplane.Organization", on_delete=models.CASCADE)
+    # Indexed by sandbox_campaign_unique below.
+    org = models.ForeignKey("controlplane.Organization", on_delete=models.CASCADE, db_index=False)
     platform = models.CharField(max_length=50)
     campaign_id = models.CharField(max_length=64)
     name = models.CharField(max_length=200)
@@ -192,7 +198,8 @@ class SandboxCampaign(models.Model):
 class SandboxOperation(models.Model):
     """The first result of each idempotency key a sandbox platform applied."""
 
-    org = models.ForeignKey("controlplane.Organization", on_delete=models.CASCADE)
+    # Indexed by sandbox_operation_once below.
+    org = models.ForeignKey("controlplane.Organization", on_delete=models.CASCADE, db_index=False)
     platform = models.CharField(max_length=50)
     idempotency_key = models.CharField(max_length=200)
     request = models.JSONField()

@@ -136,7 +136,9 @@ class StepExecution(models.Model):
         FAILED = "failed"
         SKIPPED = "skipped"
 
-    run = models.ForeignKey(WorkflowRun, on_delete=models.PROTECT, related_name="steps")
+    run = models.ForeignKey(  # indexed by one_execution_per_step below
+        WorkflowRun, on_delete=models.PROTECT, related_name="steps", db_index=False
+    )
     org = models.ForeignKey("controlplane.Organization", on_delete=models.PROTECT)
     step_id = models.CharField(max_length=100, help_text="The forward step, for both kinds.")
     name = models.CharField(max_length=100, help_text="The forward step or compensation id.")
@@ -190,7 +192,8 @@ class ScopeLock(models.Model):
     Runs whose scopes overlap execute one after the other: the unique key is the arbiter.
     """
 
-    org = models.ForeignKey("controlplane.Organization", on_delete=models.CASCADE)
+    # Indexed by one_run_per_scope_key below.
+    org = models.ForeignKey("controlplane.Organization", on_delete=models.CASCADE, db_index=False)
     key = models.CharField(max_length=300)
     run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="scope_locks")
     acquired_at = models.DateTimeField()
