@@ -39,7 +39,7 @@ DRAIN_WAIT = 180
 
 @pytest.fixture
 def quick_rebalance(agent: ServiceAccount, temporal: DevServer) -> Iterator[Workflow]:
-    """Register the one-second rebalance here as the workers do (BACKSTOP_PLUGINS), and
+    """Register the short-call rebalance here as the workers do (BACKSTOP_PLUGINS), and
     let it run."""
     allow_everything(agent.workspace)
     sys.modules.pop(PLUGIN, None)
