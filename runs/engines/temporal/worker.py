@@ -3,7 +3,9 @@
 It polls the task queue for the workflows and activities of every registered workflow
 (Python, plug-in and YAML alike: they all run as ``BackstopRun``), and hands runs that
 may start to Temporal (``dispatch``), woken by the same notifications as the built-in
-runners, polling otherwise.
+runners, polling otherwise. Between hand-overs it does the runners' housekeeping
+(``runs.periodic``: webhooks, approvals that expire, scheduled drills, the chain's check),
+so a deployment whose runs are all on Temporal needs no built-in runner.
 
 ``--until-idle`` waits for Temporal too: a run's last outcome is in the database before
 its workflow has taken it in and closed, so the worker stays until no workflow of its task
@@ -25,9 +27,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from runs import instrumentation
 from runs.engines.temporal import activities, dispatch
 from runs.engines.temporal.workflow import BackstopRun
 from runs.models import RUNNABLE_STATUSES, Engine, WorkflowRun
+from runs.periodic import Periodic
 from runs.runner import RunnerConfigurationError, default_worker_id
 from runs.wakeup import Listener
 
@@ -70,7 +74,11 @@ class TemporalWorker:
         """Work until stopped (or, ``until_idle``, until no run of this engine is left to
         run and their workflows closed); return the number of runs this process handed to
         Temporal."""
-        asyncio.run(self._serve(until_idle))
+        instrumentation.start()  # only when BACKSTOP_INSTRUMENTATION_DIR is set
+        try:
+            asyncio.run(self._serve(until_idle))
+        finally:
+            instrumentation.finish()
         return self.handed
 
     def stop(self) -> None:
@@ -120,8 +128,10 @@ class TemporalWorker:
     ) -> None:
         assert self._wakeup is not None
         poll = settings.BACKSTOP_RUNNER_POLL_SECONDS
+        housekeeping = Periodic()
         while not self.stopping.is_set():
             self._wakeup.clear()
+            await self._in(db, housekeeping.run_due)
             plans = await self._in(db, dispatch.due_plans)
             if plans:
                 handed = await dispatch.dispatch(client, plans)
