@@ -3,13 +3,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connection
 from rich.progress import Progress
 
 from controlplane.drills.schedule import drill_everything
 from controlplane.drills.start import DrillRefused, start_drill
 from controlplane.drills.verify import verify_drill
 from controlplane.models import Drill, Fault, Workspace
+from runs.engines.workers import default_in_flight, temporal_worker
 from runs.models import Engine
 from runs.runner import RunnerConfigurationError, Worker
 
@@ -109,15 +109,6 @@ def _drain(engine: str) -> None:
         if engine == Engine.BUILTIN:
             Worker().run(until_idle=True)
             return
-        try:
-            from runs.engines.temporal.worker import TemporalWorker
-        except ImportError:
-            raise CommandError(
-                "The Temporal engine needs the temporal extra: pip install 'backstop[temporal]'."
-            ) from None
-        # SQLite records from one thread only; PostgreSQL takes the runners' default.
-        shares = connection.features.has_select_for_update_skip_locked
-        in_flight = int(settings.BACKSTOP_RUNNER_IN_FLIGHT) if shares else 1
-        TemporalWorker(in_flight=in_flight).run(until_idle=True)
+        temporal_worker(in_flight=default_in_flight()).run(until_idle=True)
     except RunnerConfigurationError as error:
         raise CommandError(str(error)) from None

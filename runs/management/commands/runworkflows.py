@@ -7,20 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connection
 
+from runs.engines.workers import default_in_flight, temporal_worker
 from runs.runner import RunnerConfigurationError, Worker
 
 if TYPE_CHECKING:
     from runs.engines.temporal.worker import TemporalWorker
-
-
-def _in_flight(asked: int | None) -> int:
-    if asked is not None:
-        return asked
-    if connection.features.has_select_for_update_skip_locked:
-        return int(settings.BACKSTOP_RUNNER_IN_FLIGHT)
-    return 1
 
 
 class Command(BaseCommand):
@@ -82,7 +74,7 @@ class Command(BaseCommand):
 
 
 def _worker(options: dict[str, Any]) -> Worker | TemporalWorker:
-    in_flight = _in_flight(options["in_flight"])
+    in_flight = default_in_flight() if options["in_flight"] is None else options["in_flight"]
     if options["engine"] == "builtin":
         return Worker(concurrency=options["concurrency"], in_flight=in_flight)
     if options["once"] or options["concurrency"] != 1:
@@ -90,10 +82,4 @@ def _worker(options: dict[str, Any]) -> Worker | TemporalWorker:
             "--once and --concurrency are the built-in runner's; a Temporal worker takes "
             "--in-flight (activities at a time) and --until-idle."
         )
-    try:
-        from runs.engines.temporal.worker import TemporalWorker
-    except ImportError:
-        raise RunnerConfigurationError(
-            "The Temporal engine needs the temporal extra: pip install 'backstop[temporal]'."
-        ) from None
-    return TemporalWorker(in_flight=in_flight)
+    return temporal_worker(in_flight=in_flight)
