@@ -105,8 +105,12 @@ def verified(request: dict[str, Any], secret: str) -> dict[str, Any]:
     return body
 
 
-def kinds_of(requests: list[dict[str, Any]]) -> set[str]:
-    return {r["headers"]["x-backstop-event"] for r in requests}
+def events_of(requests: list[dict[str, Any]]) -> set[tuple[str, str | None]]:
+    """Return the (kind, decision id) of each request received."""
+    return {
+        (r["headers"]["x-backstop-event"], json.loads(r["body"]).get("decision_id"))
+        for r in requests
+    }
 
 
 def test_approval_compensated_run_and_failed_drill_arrive_signed(
@@ -129,8 +133,13 @@ def test_approval_compensated_run_and_failed_drill_arrive_signed(
     Drill.objects.filter(pk=drill.pk).update(expected_status="completed")
     runners.start(**FAST)
 
-    wanted = {"approval.requested", "run.compensated", "drill.failed"}
-    requests = listening.wait_for(lambda got: wanted <= kinds_of(got))
+    # The drill's run ends compensated too: wait for the seed's own.
+    wanted = {
+        ("approval.requested", held.id),
+        ("run.compensated", seed.id),
+        ("drill.failed", drill.decision_id),
+    }
+    requests = listening.wait_for(lambda got: wanted <= events_of(got))
 
     bodies = [verified(r, endpoint.secret) for r in requests]
     by_kind = {(b["kind"], b.get("decision_id")): b for b in bodies}

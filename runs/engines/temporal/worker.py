@@ -76,7 +76,9 @@ class TemporalWorker:
         Temporal."""
         instrumentation.start()  # only when BACKSTOP_INSTRUMENTATION_DIR is set
         try:
-            asyncio.run(self._serve(until_idle))
+            # On a thread of its own: the caller's thread may run an event loop already.
+            with ThreadPoolExecutor(1, thread_name_prefix="backstop-temporal") as thread:
+                thread.submit(asyncio.run, self._serve(until_idle)).result()
         finally:
             instrumentation.finish()
         return self.handed
