@@ -20,9 +20,6 @@ def drop_pattern_indexes(apps, schema_editor):
         )
         for (name,) in cursor.fetchall():
             schema_editor.execute(f"DROP INDEX IF EXISTS {schema_editor.quote_name(name)}")
-    # A run's row is updated at every step: room on its page lets PostgreSQL update it in
-    # place (a HOT update) rather than add an entry to each of its indexes.
-    schema_editor.execute("ALTER TABLE runs_workflowrun SET (fillfactor = 70)")
 
 
 class Migration(migrations.Migration):
