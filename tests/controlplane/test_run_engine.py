@@ -42,6 +42,8 @@ def test_run_on_temporal_links_to_its_workflow_in_the_temporal_ui(
     link = f'href="{UI}/namespaces/default/workflows/{run.run_id}"'
     assert f'<dd data-testid="run-engine">Temporal · <a {link}' in html
     assert "not handed over yet" not in html
+    decision_page = viewer.get(f"/decisions/{run.decision_id}/").content.decode()
+    assert f"<dt>Engine</dt><dd>Temporal · <a {link}" in decision_page
     body = viewer.get(f"/api/v1/runs/{run.run_id}/").json()
     assert list(body)[-1] == "engine" and body["engine"] == "temporal"
 
