@@ -17,7 +17,6 @@ compensation).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -45,8 +44,6 @@ from runs.records import Recorder
 from runs.saga import COMPENSATION, FORWARD, Action, Finish, Wait
 from runs.state import RunState
 from runs.workflows import get_workflow
-
-logger = logging.getLogger("runs.engines.temporal")
 
 OUTCOMES: dict[str, str] = {
     StepExecution.Status.SUCCEEDED: "applied",
