@@ -19,9 +19,9 @@ from controlplane.models import (
 )
 from controlplane.policy.versions import activate_policy
 from mutations.ids import new_id
-from mutations.models import SandboxCampaign
+from mutations.models import SandboxCampaign, SandboxFault
 from mutations.services import Surface
-from runs.keys import FIRST_ATTEMPT, run_key
+from runs.keys import FIRST_ATTEMPT, compensation_key, run_key, step_calls_prefix
 from runs.runner import Worker
 from tests.platforms import platforms  # noqa: F401 - fixtures for every test folder
 from tests.processes import runners, web  # noqa: F401
@@ -134,6 +134,20 @@ def rebalance(
     document["confidence"] = confidence
     document["action"].update(source_channel=source, target_channel=target, amount=amount)
     return document
+
+
+def plan_stuck_compensation(
+    agent: ServiceAccount, document: dict[str, Any], *, undo: str = SandboxFault.Kind.TRANSIENT
+) -> None:
+    """Make the rebalance's credit fail for good, and the compensation of its debit fail:
+    ``undo`` transient keeps it retrying until its attempts are used up, fatal at once."""
+    key = first_run_key(document)
+    credit = step_calls_prefix(key, "credit_target_channel")
+    SandboxFault.objects.create(
+        org=agent.org, platform="google", kind=SandboxFault.Kind.FATAL, key_prefix=credit
+    )
+    debit_undo = compensation_key(key, "debit_source_channel")
+    SandboxFault.objects.create(org=agent.org, platform="meta", kind=undo, key_prefix=debit_undo)
 
 
 def budget(org: Organization, platform: str) -> int:

@@ -38,10 +38,9 @@ from controlplane.pages.overview_data import (
     window_start,
 )
 from controlplane.templatetags.backstop import duration, label
-from mutations.models import SandboxFault
-from runs.keys import compensation_key, step_calls_prefix, step_key
+from runs.keys import step_key
 from runs.models import RunStatus, StepExecution, WorkflowRun
-from tests.conftest import command, drain, first_run_key, rebalance, submit
+from tests.conftest import command, drain, plan_stuck_compensation, rebalance, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -83,11 +82,7 @@ def stuck_compensation(agent: ServiceAccount, summary: str) -> WorkflowRun:
     """Submit a rebalance whose credit fails for good and whose compensation keeps failing."""
     document = rebalance()
     document["summary"] = summary
-    key = first_run_key(document)
-    credit = step_calls_prefix(key, "credit_target_channel")
-    SandboxFault.objects.create(org=agent.org, platform="google", kind="fatal", key_prefix=credit)
-    undo = compensation_key(key, "debit_source_channel")
-    SandboxFault.objects.create(org=agent.org, platform="meta", kind="transient", key_prefix=undo)
+    plan_stuck_compensation(agent, document)
     decision = submit(agent, document)
     drain()
     return WorkflowRun.objects.get(decision=decision)

@@ -9,14 +9,22 @@ from django.test import Client
 from controlplane.models import Role, ServiceAccount
 from mutations.models import Mutation, RuntimeEvent, SandboxFault
 from mutations.services import Surface
-from runs.keys import compensation_key, step_calls_prefix
+from runs.keys import step_calls_prefix
 from runs.models import RunStatus, WorkflowRun
 from runs.rollback import RollbackRefused, retry_rollback, rollback_evidence
 from runs.runner import Worker
 from runs.workflows import Compensation, Step, Workflow, register
 from runs.workflows.builtin import budget_change, invert_budget_change
 from runs.workflows.registry import unregister
-from tests.conftest import allow_everything, budget, drain, first_run_key, rebalance, submit
+from tests.conftest import (
+    allow_everything,
+    budget,
+    drain,
+    first_run_key,
+    plan_stuck_compensation,
+    rebalance,
+    submit,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,19 +33,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def stuck_compensation(agent: ServiceAccount) -> WorkflowRun:
     """A run whose credit fails for good and whose compensation keeps failing."""
     document = rebalance()
-    key = first_run_key(document)
-    SandboxFault.objects.create(
-        org=agent.org,
-        platform="google",
-        kind="fatal",
-        key_prefix=step_calls_prefix(key, "credit_target_channel"),
-    )
-    SandboxFault.objects.create(
-        org=agent.org,
-        platform="meta",
-        kind="transient",
-        key_prefix=compensation_key(key, "debit_source_channel"),
-    )
+    plan_stuck_compensation(agent, document)
     decision = submit(agent, document)
     drain()
     return WorkflowRun.objects.get(decision=decision)

@@ -7,12 +7,20 @@ import pytest
 
 from controlplane.models import ServiceAccount
 from mutations.models import Mutation, RuntimeEvent, SandboxFault, SandboxOperation
-from runs.keys import compensation_key, step_calls_prefix
+from runs.keys import step_calls_prefix
 from runs.models import RunStatus, StepExecution, WorkflowRun
 from runs.workflows import Compensation, Step, Workflow, register
 from runs.workflows.builtin import budget_change, invert_budget_change
 from runs.workflows.registry import unregister
-from tests.conftest import allow_everything, budget, drain, first_run_key, rebalance, submit
+from tests.conftest import (
+    allow_everything,
+    budget,
+    drain,
+    first_run_key,
+    plan_stuck_compensation,
+    rebalance,
+    submit,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -102,13 +110,7 @@ def test_ambiguous_outcome_applies_once(agent: ServiceAccount) -> None:
 def test_failing_compensation_ends_compensation_failed(agent: ServiceAccount) -> None:
     meta = budget(agent.org, "meta")
     document = rebalance()
-    fault(agent, "google", SandboxFault.Kind.FATAL)
-    fault(
-        agent,
-        "meta",
-        SandboxFault.Kind.TRANSIENT,
-        key_prefix=compensation_key(first_run_key(document), "debit_source_channel"),
-    )
+    plan_stuck_compensation(agent, document)
     decision = submit(agent, document)
     drain()
 

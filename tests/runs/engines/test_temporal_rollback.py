@@ -14,11 +14,10 @@ from controlplane.models import ServiceAccount
 from mutations.models import Mutation, SandboxFault
 from mutations.services import Surface
 from runs.engines.temporal.worker import TemporalWorker, connect
-from runs.keys import compensation_key, step_calls_prefix
 from runs.models import RunStatus, WorkflowRun
 from runs.rollback import retry_rollback, rollback_evidence
 from tests.aio import run_async
-from tests.conftest import budget, first_run_key, rebalance, submit
+from tests.conftest import budget, plan_stuck_compensation, rebalance, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,20 +72,8 @@ def test_retried_rollback_of_a_temporal_run_finishes_on_temporal(
     agent: ServiceAccount, temporal: Any
 ) -> None:
     document = rebalance()
-    key = first_run_key(document)
-    SandboxFault.objects.create(
-        org=agent.org,
-        platform="google",
-        kind="fatal",
-        key_prefix=step_calls_prefix(key, "credit_target_channel"),
-    )
     # Fatal, not transient: the compensation fails for good at once (no retries to wait).
-    SandboxFault.objects.create(
-        org=agent.org,
-        platform="meta",
-        kind="fatal",
-        key_prefix=compensation_key(key, "debit_source_channel"),
-    )
+    plan_stuck_compensation(agent, document, undo=SandboxFault.Kind.FATAL)
     run = WorkflowRun.objects.get(decision=submit(agent, document))
     with worker_running():
         wait_for("compensation_failed", lambda: run_status(run) == RunStatus.COMPENSATION_FAILED)

@@ -24,10 +24,10 @@ from mutations.models import Mutation, RuntimeEvent, SandboxFault, SandboxOperat
 from runs.engines.temporal import dispatch
 from runs.engines.temporal.worker import TemporalWorker, connect
 from runs.engines.temporal.workflow import WORKFLOW_NAME, Plan
-from runs.keys import compensation_key, step_calls_prefix
+from runs.keys import step_calls_prefix
 from runs.models import RunStatus, StepExecution, WorkflowRun
 from tests.aio import run_async
-from tests.conftest import budget, drain, first_run_key, rebalance, submit
+from tests.conftest import budget, drain, first_run_key, plan_stuck_compensation, rebalance, submit
 from tests.controlplane.test_approvals import api
 from tests.platforms import Platforms
 from tests.runs.test_http_workflows import (
@@ -126,13 +126,7 @@ def test_compensation_that_keeps_failing_is_retried_then_left_for_a_person(
 ) -> None:
     meta = budget(agent.org, "meta")
     document = rebalance()
-    fault(agent, "google", SandboxFault.Kind.FATAL)
-    fault(
-        agent,
-        "meta",
-        SandboxFault.Kind.TRANSIENT,
-        key_prefix=compensation_key(first_run_key(document), "debit_source_channel"),
-    )
+    plan_stuck_compensation(agent, document)
     decision = submit(agent, document)
     drain_on_temporal()
 
