@@ -92,6 +92,14 @@ DATABASES = {
         conn_max_age=60,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Values bound by the server, apart from the statement; a statement run five times on a
+    # connection is prepared there (docs/performance.md). Behind a connection pooler in
+    # transaction mode, which cannot keep prepared statements, set BACKSTOP_PG_PREPARE=0.
+    DATABASES["default"]["OPTIONS"] = {
+        "server_side_binding": True,
+        "prepare_threshold": 5 if os.environ.get("BACKSTOP_PG_PREPARE", "1") == "1" else None,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(exist_ok=True)
     # WAL lets the web server read while the runner writes; IMMEDIATE avoids

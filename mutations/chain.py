@@ -16,10 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from mutations.models import LogHead, Mutation
+from mutations.rows import for_update, table, update_rows
 
 GENESIS = "0" * 64
 CHUNK = 2000
@@ -59,25 +60,30 @@ def link(*mutations: Mutation) -> None:
     Call inside the transaction that inserts them: the head row stays locked until that
     transaction ends, so concurrent writers append one after the other.
     """
-    head = _locked_head(mutations[0].org_id)
+    org_id = mutations[0].org_id
+    sequence, last_hash = _locked_head(org_id)
     for mutation in mutations:
-        mutation.sequence = head.sequence + 1
-        mutation.prev_hash = head.hash or GENESIS
-        mutation.entry_hash = entry_digest(mutation)
-        head.sequence, head.hash = mutation.sequence, mutation.entry_hash
-    head.save(update_fields=["sequence", "hash"])
+        sequence += 1
+        mutation.sequence, mutation.prev_hash = sequence, last_hash or GENESIS
+        mutation.entry_hash = last_hash = entry_digest(mutation)
+    update_rows(LogHead, [(org_id, {"sequence": sequence, "hash": last_hash})])
 
 
-def _locked_head(org_id: str) -> LogHead:
-    head = LogHead.objects.select_for_update().filter(org_id=org_id).first()
-    if head is not None:
-        return head
-    try:
-        with transaction.atomic():
-            LogHead.objects.create(org_id=org_id)
-    except IntegrityError:
-        pass  # another runner created it first
-    return LogHead.objects.select_for_update().get(org_id=org_id)
+def _locked_head(org_id: str) -> tuple[int, str]:
+    """Lock the org's head row (created on its first entry); return its sequence and hash."""
+    head = f"SELECT sequence, hash FROM {table(LogHead)} WHERE org_id = %s{for_update()}"
+    for _ in range(2):
+        with connection.cursor() as cursor:
+            cursor.execute(head, [org_id])
+            row = cursor.fetchone()
+        if row is not None:
+            return int(row[0]), str(row[1])
+        try:
+            with transaction.atomic():
+                LogHead.objects.create(org_id=org_id)
+        except IntegrityError:
+            pass  # another runner created it first
+    raise LogHead.DoesNotExist(org_id)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any
 from django.utils import timezone
 
 from mutations.models import RuntimeEvent
+from mutations.rows import insert_rows
 
 
 class Surface(StrEnum):
@@ -60,5 +61,5 @@ def new_event(
 def record_event(**fields: Any) -> RuntimeEvent:
     """Append one event to the event-trace plane."""
     event = new_event(**fields)
-    event.save()
+    insert_rows(RuntimeEvent, [event])
     return event

@@ -24,8 +24,8 @@ from django.utils import timezone
 from mutations.connectors import PlatformError
 from mutations.hashing import canonical_json, snapshot_scopes, state_hash
 from mutations.models import RuntimeEvent
+from mutations.rows import insert_rows, update_rows
 from runs import evidence
-from runs.batch import update_rows
 from runs.crashpoints import crash_point
 from runs.leases import lease_seconds, rollback_lock_seconds
 from runs.models import RUNNABLE_STATUSES, Engine, RunStatus, ScopeLock, StepExecution, WorkflowRun
@@ -136,7 +136,7 @@ class Claim:
 
     def save(self) -> None:
         update_rows(WorkflowRun, [(run.pk, fields) for run, fields in self.changes.items()])
-        RuntimeEvent.objects.bulk_create(self.events)
+        insert_rows(RuntimeEvent, self.events)
 
 
 def _starts_here(state: RunState) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypedDict, Unpack
 
 from mutations.models import RuntimeEvent
+from mutations.rows import insert_rows
 from mutations.services import Surface, new_event
 from runs.models import WorkflowRun
 
@@ -42,5 +43,5 @@ def record_run_event(
 ) -> RuntimeEvent:
     """Append one event of ``run``; call it inside the transaction of the change."""
     event = event_for_run(run, kind, surface=surface, **fields)
-    event.save()
+    insert_rows(RuntimeEvent, [event])
     return event

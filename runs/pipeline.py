@@ -84,7 +84,8 @@ class Pipeline:
         first = True  # no claim asked yet
         try:
             while not (self.stopping.is_set() and not self.calls and not self.ready):
-                housekeeping.run_due()
+                if self.active or not self.notified.is_set():
+                    housekeeping.run_due()  # an idle runner claims new work first
                 self._retry_releases()
                 may_claim = not self.stopping.is_set() and (first or not once)
                 self._gather()

@@ -18,12 +18,13 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from mutations.connectors import Applied, PlatformError
 from mutations.hashing import snapshot_scopes, state_hash
 from mutations.models import Mutation, RuntimeEvent
+from mutations.rows import for_update, table
 from runs import evidence, saga
 from runs.batch import Batch
 from runs.leases import lease_seconds, rollback_lock_seconds
@@ -78,11 +79,15 @@ class Recorder:
                 self._ending.clear()
 
     def _fence(self, states: list[RunState]) -> set[str]:
-        rows = (
-            WorkflowRun.objects.select_for_update()
-            .filter(run_id__in=[s.run.run_id for s in states], leased_by=self.worker_id)
-            .values_list("run_id", "rollback_lock_holder")
-        )
+        ids = [s.run.run_id for s in states]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT run_id, rollback_lock_holder FROM {table(WorkflowRun)} "
+                f"WHERE run_id IN ({', '.join(['%s'] * len(ids))}) AND leased_by = %s"
+                + for_update(),
+                [*ids, self.worker_id],
+            )
+            rows = cursor.fetchall()
         compensating = {s.run.run_id for s in states if s.run.status == RunStatus.COMPENSATING}
         return {
             run_id

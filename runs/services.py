@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from mutations.rows import insert_rows
 from runs.approvals import request_approval
 from runs.keys import FIRST_ATTEMPT, run_key
 from runs.models import RunStatus, WorkflowRun
@@ -38,7 +39,7 @@ def create_run(
     now = timezone.now()
     if not awaiting_approval:
         notify_runners()  # delivered when the caller's transaction commits
-    run = WorkflowRun.objects.create(
+    run = WorkflowRun(
         org_id=org_id,
         workspace_id=workspace_id,
         decision_id=decision_id,
@@ -59,6 +60,7 @@ def create_run(
         created_at=now,
         updated_at=now,
     )
+    insert_rows(WorkflowRun, [run])
     if awaiting_approval:
         request_approval(
             run, payload_hash=payload_hash, required=approvals, approver_roles=approver_roles

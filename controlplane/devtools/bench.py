@@ -29,6 +29,7 @@ from controlplane.devtools.bench_database import (
     commits,
     database_url,
     raw_step_tps,
+    vacuum,
 )
 from controlplane.devtools.bench_engines import Reaped, TemporalServer
 from controlplane.devtools.bench_mix import HttpMix, Mix, SandboxMix, fails
@@ -127,13 +128,16 @@ class Bench:
         self.mix.start_row()
         tenant = self._tenant(engine)
         self._submit(tenant, self.decisions)
+        vacuum()
         server_cpu = self._server_cpu()
         drained_commits, reports = self._drain(tenant, runners)
         result = self._tally(tenant, runners, drained_commits, reports)
         if server_cpu is not None and engine == Engine.TEMPORAL:
             result.server_cpu_seconds = (self._server_cpu() or 0.0) - server_cpu
         result.platform_calls = self.mix.platform_calls()
-        result.wake_ms = self._wake_latency(tenant, runners) if self.wake_samples else []
+        if self.wake_samples:
+            vacuum()
+            result.wake_ms = self._wake_latency(tenant, runners)
         if self.raw_seconds:
             result.raw_tps = raw_step_tps(runners, seconds=self.raw_seconds)
         return result

@@ -1,5 +1,6 @@
 """The benchmark's view of the database: its commit counter, the URL runner processes
-connect with, and the database's own limit for one bare step transaction."""
+connect with, the upkeep before each measurement, and the database's own limit for one
+bare step transaction."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 import psycopg
+from django.apps import apps
 from django.db import connection
 
 RUNNER_APPLICATION_NAME = "backstop-bench-runner"  # the runners' sessions (PGAPPNAME)
@@ -47,6 +49,24 @@ def await_sessions_ended(application_name: str, *, timeout: float = 10.0) -> Non
         if not row or row[0] == 0:
             return
         time.sleep(0.05)
+
+
+def vacuum() -> None:
+    """``VACUUM ANALYZE`` Backstop's tables, as pgbench does before it measures.
+
+    Every step updates its run's row several times; until a vacuum, the dead versions
+    stay in the index the runners claim by, and each claim reads past them. Without this,
+    a measurement would pay for the garbage of earlier rows and phases, more or less
+    depending on when autovacuum last ran (if it runs at all).
+    """
+    tables = sorted(
+        connection.ops.quote_name(model._meta.db_table)
+        for app in ("controlplane", "runs", "mutations")
+        for model in apps.get_app_config(app).get_models()
+        if not model._meta.proxy
+    )
+    with psycopg.connect(**_conninfo(), autocommit=True) as conn:
+        conn.execute(f"VACUUM ANALYZE {', '.join(tables)}")
 
 
 def database_url() -> str:

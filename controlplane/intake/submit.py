@@ -21,7 +21,8 @@ from controlplane.policy.rules import Evaluation
 from controlplane.policy.versions import evaluate_policy
 from mutations.ids import new_id
 from mutations.models import RuntimeEvent
-from mutations.services import Surface, record_event
+from mutations.rows import insert_rows
+from mutations.services import Surface, new_event
 from runs import tracing
 from runs.events import record_run_event
 from runs.keys import FIRST_ATTEMPT
@@ -121,13 +122,14 @@ def _receive(
         "trace_id": decision.trace_id,
         "surface": surface,
     }
-    record_event(
+    received = new_event(
         kind=RuntimeEvent.Kind.DECISION_RECEIVED,
         delta_summary=decision.summary,
         payload={"requested_by": requested_by, "payload_hash": digest},
         **common,
     )
-    evaluation = _evaluate_gate(workspace, decision, workflow, common)
+    evaluation, evaluated = _evaluate_gate(workspace, decision, workflow, common)
+    insert_rows(RuntimeEvent, [received, evaluated])
     tracing.annotate(outcome=evaluation.outcome)
     if drill:
         # A drill touches sandbox platforms only: the gate's outcome is recorded, not obeyed.
@@ -154,7 +156,7 @@ def _store_decision(
     workspace: Workspace, document: dict[str, Any], digest: str, requested_by: str, trace_id: str
 ) -> Decision:
     """Store the decision as received, with its new trace id."""
-    return Decision.objects.create(
+    decision = Decision(
         id=document["id"],
         org_id=workspace.org_id,
         workspace=workspace,
@@ -173,13 +175,15 @@ def _store_decision(
         trace_id=trace_id,
         received_at=timezone.now(),
     )
+    insert_rows(Decision, [decision])
+    return decision
 
 
 def _evaluate_gate(
     workspace: Workspace, decision: Decision, workflow: Workflow, common: dict[str, Any]
-) -> Evaluation:
-    """Evaluate the workspace's policy on the decision and its action contract, and record
-    the evaluation with its event."""
+) -> tuple[Evaluation, RuntimeEvent]:
+    """Evaluate the workspace's policy on the decision and its action contract; record the
+    evaluation and return it with its event, unsaved."""
     inputs = {
         **decision.document,
         "requested_by": decision.requested_by,
@@ -195,7 +199,7 @@ def _evaluate_gate(
             policy_version=version,
             matched_rule_ids=evaluation.matched_rule_ids,
         )
-    PolicyEvaluation.objects.create(
+    stored = PolicyEvaluation(
         decision=decision,
         org_id=workspace.org_id,
         policy=policy,
@@ -206,8 +210,9 @@ def _evaluate_gate(
         inputs=inputs,
         evaluated_at=timezone.now(),
     )
+    insert_rows(PolicyEvaluation, [stored])
     deciding = evaluation.deciding_rule_ids
-    record_event(
+    event = new_event(
         kind=RuntimeEvent.Kind.POLICY_EVALUATED,
         policy_ids=evaluation.matched_rule_ids,
         delta_summary=f"Policy {version}: {evaluation.outcome}"
@@ -219,7 +224,7 @@ def _evaluate_gate(
         },
         **common,
     )
-    return evaluation
+    return evaluation, event
 
 
 def start_run(

@@ -22,6 +22,7 @@ from mutations.connectors.base import (
     TransientError,
 )
 from mutations.models import SandboxFault
+from mutations.rows import table
 
 
 def take_fault(org_id: str, platform: str, key: str, mutation_type: str) -> SandboxFault | None:
@@ -40,17 +41,21 @@ def take_fault(org_id: str, platform: str, key: str, mutation_type: str) -> Sand
     return None
 
 
+def planned(org_id: str, platform: str, key: str, mutation_type: str) -> tuple[str, list[str]]:
+    """Return the SQL that selects the ids of the faults planned for this call (its
+    platform, its change or any, a key prefix that ``key`` starts with), and its
+    parameters."""
+    return (
+        f"SELECT id FROM {table(SandboxFault)} WHERE org_id = %s AND platform = %s "
+        "AND (mutation_type = '' OR mutation_type = %s) "
+        "AND substr(%s, 1, length(key_prefix)) = key_prefix",
+        [org_id, platform, mutation_type, key],
+    )
+
+
 def _planned_ids(org_id: str, platform: str, key: str, mutation_type: str) -> list[int]:
-    """Return the ids of the faults planned for this call: its platform, its change (or
-    any), and a key prefix that ``key`` starts with."""
-    table = connection.ops.quote_name(SandboxFault._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id FROM {table} WHERE org_id = %s AND platform = %s "
-            "AND (mutation_type = '' OR mutation_type = %s) "
-            "AND substr(%s, 1, length(key_prefix)) = key_prefix",
-            [org_id, platform, mutation_type, key],
-        )
+        cursor.execute(*planned(org_id, platform, key, mutation_type))
         return [row[0] for row in cursor.fetchall()]
 
 

@@ -20,8 +20,9 @@ from mutations.connectors.base import (
     FatalError,
     PlatformError,
 )
-from mutations.connectors.faults import fault_error, take_fault
+from mutations.connectors.faults import fault_error, planned, take_fault
 from mutations.models import SandboxCampaign, SandboxOperation
+from mutations.rows import table
 from mutations.timestamps import UTC_FORMAT
 
 # platform name -> the API name its errors carry
@@ -62,26 +63,45 @@ class SandboxConnector:
         call: Call | None = None,
     ) -> Applied:
         request = change.as_request()
-        error: PlatformError | None = None
         try:
-            with transaction.atomic():
-                if _applied_before(org_id, self.platform, idempotency_key):
-                    previous = SandboxOperation.objects.get(
-                        org_id=org_id, platform=self.platform, idempotency_key=idempotency_key
-                    )
-                    return Applied(self._replay(previous, request))
-                fault = take_fault(org_id, self.platform, idempotency_key, change.mutation_type)
-                if fault is not None:
-                    error = fault_error(fault, f"{self.api_name}_api", timeout)
-                if error is None or isinstance(error, AmbiguousOutcome):
-                    result = self._apply(org_id, change)
-                    _remember(org_id, self.platform, idempotency_key, request, result)
+            return self._call(org_id, idempotency_key, change, request, timeout)
         except IntegrityError:
-            # Another caller applied the same key first: answer with its result.
-            previous = SandboxOperation.objects.get(
+            previous = SandboxOperation.objects.filter(
                 org_id=org_id, platform=self.platform, idempotency_key=idempotency_key
-            )
+            ).first()
+            if previous is None:  # the target matches several campaigns: say so
+                return self._call(org_id, idempotency_key, change, request, timeout, at_once=False)
+            # Another caller applied the same key first: answer with its result.
             return Applied(self._replay(previous, request))
+
+    def _call(
+        self,
+        org_id: str,
+        key: str,
+        change: Change,
+        request: dict[str, Any],
+        timeout: float,
+        *,
+        at_once: bool = True,
+    ) -> Applied:
+        """Answer the call in one transaction: the common case in one statement
+        (``at_once``); else replay a key already applied, take a planned fault, or apply the
+        change step by step, saying what is wrong with it."""
+        error: PlatformError | None = None
+        with transaction.atomic():
+            if at_once and (done := _apply_at_once(org_id, self.platform, key, change, request)):
+                return Applied(done)
+            if _applied_before(org_id, self.platform, key):
+                previous = SandboxOperation.objects.get(
+                    org_id=org_id, platform=self.platform, idempotency_key=key
+                )
+                return Applied(self._replay(previous, request))
+            fault = take_fault(org_id, self.platform, key, change.mutation_type)
+            if fault is not None:
+                error = fault_error(fault, f"{self.api_name}_api", timeout)
+            if error is None or isinstance(error, AmbiguousOutcome):
+                result = self._apply(org_id, change)
+                _remember(org_id, self.platform, key, request, result)
         if error is not None:
             raise error  # raised after commit so the consumed fault stays consumed
         return Applied(result)
@@ -135,12 +155,8 @@ class SandboxConnector:
 
     def _apply(self, org_id: str, change: Change) -> dict[str, Any]:
         now = timezone.now()
-        if change.mutation_type == "update_budget":
-            delta = int(change.payload["daily_budget_delta_micros"])
-            changes = {"daily_budget_micros": delta}  # an increment, never below zero
-        elif change.mutation_type in ("set_status", "delete_campaign"):
-            changes = {"status": change.payload["status"]}
-        else:
+        changes = _changes(change)
+        if changes is None:
             raise FatalError(
                 f"{self.api_name}_api: unsupported_operation (code 400): {change.mutation_type}"
             )
@@ -172,14 +188,10 @@ def _value(model: type[models.Model], name: str, value: Any) -> Any:
     return field.get_db_prep_save(value, connection)
 
 
-def _table(model: type[models.Model]) -> str:
-    return str(connection.ops.quote_name(model._meta.db_table))
-
-
 def _applied_before(org_id: str, platform: str, key: str) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT 1 FROM {_table(SandboxOperation)} "
+            f"SELECT 1 FROM {table(SandboxOperation)} "
             "WHERE org_id = %s AND platform = %s AND idempotency_key = %s",
             [org_id, platform, key],
         )
@@ -191,7 +203,7 @@ def _remember(
 ) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {_table(SandboxOperation)} "
+            f"INSERT INTO {table(SandboxOperation)} "
             "(org_id, platform, idempotency_key, request, result, applied_at, replays) "
             "VALUES (%s, %s, %s, %s, %s, %s, 0)",
             [
@@ -216,12 +228,62 @@ def _campaigns_matching(
         params += [target[name] for name in named]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {', '.join(SNAPSHOT_FIELDS)} FROM {_table(SandboxCampaign)} "
+            f"SELECT {', '.join(SNAPSHOT_FIELDS)} FROM {table(SandboxCampaign)} "
             f"WHERE org_id = %s AND platform = %s AND (({') OR ('.join(wanted)})) "
             "ORDER BY campaign_id",
             params,
         )
         return [dict(zip(SNAPSHOT_FIELDS, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _changes(change: Change) -> dict[str, Any] | None:
+    """Return what the change sets on its campaigns: a budget delta (an increment, never
+    below zero) or a status; None for a change this platform does not support."""
+    if change.mutation_type == "update_budget":
+        return {"daily_budget_micros": int(change.payload["daily_budget_delta_micros"])}
+    if change.mutation_type in ("set_status", "delete_campaign"):
+        return {"status": change.payload["status"]}
+    return None
+
+
+def _apply_at_once(
+    org_id: str, platform: str, key: str, change: Change, request: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Make the common call in one statement (PostgreSQL): apply the change to the campaign
+    its target matches and remember the result under the key, unless the key was applied
+    before or a fault is planned for the call. Return the result, or None when nothing was
+    applied: the call then goes on step by step, which replays the key, takes the fault or
+    says what is wrong.
+
+    A target matching several campaigns would remember one result per campaign under the
+    same key: the key's unique constraint fails the statement (and the transaction)."""
+    changes = _changes(change)
+    if connection.vendor != "postgresql" or changes is None:
+        return None
+    now = timezone.now()
+    result = {"applied_at": utc_iso(now)}
+    update, params = _campaign_update(org_id, platform, change.target, changes, now)
+    faults, fault_params = planned(org_id, platform, key, change.mutation_type)
+    operations = table(SandboxOperation)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH changed AS ({update} AND NOT EXISTS (SELECT 1 FROM {operations} "
+            "WHERE org_id = %s AND platform = %s AND idempotency_key = %s) "
+            f"AND NOT EXISTS ({faults}) RETURNING 1) "
+            f"INSERT INTO {operations} "
+            "(org_id, platform, idempotency_key, request, result, applied_at, replays) "
+            "SELECT %s, %s, %s, %s, %s, %s, 0 FROM changed",
+            [
+                *params,
+                *(org_id, platform, key),
+                *fault_params,
+                *(org_id, platform, key),
+                _value(SandboxOperation, "request", request),
+                _value(SandboxOperation, "result", result),
+                _value(SandboxOperation, "applied_at", now),
+            ],
+        )
+        return result if cursor.rowcount == 1 else None
 
 
 def _update_campaigns(
@@ -233,6 +295,20 @@ def _update_campaigns(
 ) -> int:
     """Apply ``changes`` (a budget delta, or a status) to the campaigns matching
     ``target``; return how many changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(*_campaign_update(org_id, platform, target, changes, now))
+        return int(cursor.rowcount)
+
+
+def _campaign_update(
+    org_id: str,
+    platform: str,
+    target: dict[str, Any],
+    changes: dict[str, Any],
+    now: Any,
+) -> tuple[str, list[Any]]:
+    """Return the UPDATE that applies ``changes`` to the campaigns matching ``target``
+    (its WHERE clause last, for more conditions), and its parameters."""
     where = ["org_id = %s", "platform = %s"]
     params: list[Any] = [org_id, platform]
     for name in TARGET_FIELDS:
@@ -247,13 +323,11 @@ def _update_campaigns(
         params.append(-delta)
     else:
         setting, values = "status = %s", [changes["status"]]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {_table(SandboxCampaign)} SET {setting}, updated_at = %s "
-            f"WHERE {' AND '.join(where)}",
-            [*values, _value(SandboxCampaign, "updated_at", now), *params],
-        )
-        return int(cursor.rowcount)
+    return (
+        f"UPDATE {table(SandboxCampaign)} SET {setting}, updated_at = %s "
+        f"WHERE {' AND '.join(where)}",
+        [*values, _value(SandboxCampaign, "updated_at", now), *params],
+    )
 
 
 def open_campaigns(

@@ -27,6 +27,10 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 schema.config.generation.update(modes=[GenerationMode.POSITIVE])
 # Examples per operation: small in CI, more for a deeper run (BACKSTOP_API_EXAMPLES=500).
 EXAMPLES = int(os.environ.get("BACKSTOP_API_EXAMPLES", "25"))
+# CI runs the same examples every time; a deeper run draws new ones. (A random draw once
+# sent a NUL character in a string whose schema pattern excludes it, and the API's 400
+# counted as a schema-valid request refused.)
+DERANDOMIZE = "BACKSTOP_API_EXAMPLES" not in os.environ
 
 
 @pytest.fixture
@@ -42,7 +46,12 @@ def token(agent: ServiceAccount) -> Iterator[str]:
 
 @pytest.mark.django_db
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=DERANDOMIZE,
+)
 def test_api_conforms_to_its_schema(case: Any, token: str) -> None:
     case.call_and_validate(headers={"Authorization": f"Bearer {token}"})  # every check
 

@@ -10,7 +10,13 @@ from mutations.connectors import (
     RateLimited,
     get_connector,
 )
-from mutations.models import AppendOnlyError, Mutation, SandboxFault, SandboxOperation
+from mutations.models import (
+    AppendOnlyError,
+    Mutation,
+    SandboxCampaign,
+    SandboxFault,
+    SandboxOperation,
+)
 from tests.conftest import budget, drain, rebalance, submit
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +45,7 @@ def test_same_key_applies_once_and_returns_the_first_result(workspace: Workspace
 
     assert first == second and "applied_at" in first
     assert budget(org, "meta") == before - 800_000_000
-    assert SandboxOperation.objects.filter(idempotency_key="k1").count() == 1
+    assert SandboxOperation.objects.get(idempotency_key="k1").replays == 1
 
 
 def test_key_reused_for_another_change_is_refused(workspace: Workspace) -> None:
@@ -94,6 +100,31 @@ def test_budget_cannot_go_below_zero(workspace: Workspace) -> None:
     with pytest.raises(FatalError, match="below zero"):
         apply(workspace.org, "k1", huge)
     assert budget(workspace.org, "meta") == before
+    assert not SandboxOperation.objects.exists()
+
+
+def test_target_matching_several_campaigns_is_refused_and_changes_nothing(
+    workspace: Workspace,
+) -> None:
+    org = workspace.org
+    SandboxCampaign.objects.create(
+        org=org, platform="meta", campaign_id="meta-all-2", name="second", market="all",
+        daily_budget_micros=5_000_000_000,
+    )  # fmt: skip
+    before = dict(SandboxCampaign.objects.filter(org=org).values_list("pk", "daily_budget_micros"))
+
+    with pytest.raises(FatalError, match=r"ambiguous_target .*: 2 campaigns match"):
+        apply(org, "k1")
+
+    after = dict(SandboxCampaign.objects.filter(org=org).values_list("pk", "daily_budget_micros"))
+    assert after == before
+    assert not SandboxOperation.objects.exists()
+
+
+def test_target_matching_no_campaign_is_not_found(workspace: Workspace) -> None:
+    nowhere = Change("meta", "set_status", {"status": "paused"}, {"campaign_id": "meta-nowhere"})
+    with pytest.raises(FatalError, match="not_found"):
+        apply(workspace.org, "k1", nowhere)
     assert not SandboxOperation.objects.exists()
 
 
