@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mutations.connectors import get_connector, in_database
+from mutations.connectors.sandbox import snapshot_platforms
 
 # Fields that change without the state changing (clocks, bookkeeping).
 VOLATILE_FIELDS = frozenset({"updated_at", "applied_at", "fetched_at"})
@@ -52,9 +53,11 @@ def snapshot_scopes(
     def read(platform: str) -> list[Any]:
         return get_connector(platform).snapshot_many(org_id=org_id, targets=targets[platform])
 
-    if len(targets) > 1 and not reads_in_database(targets):
-        # Platforms behind calls are asked side by side; those in the database are read
-        # in the caller's own transaction (its thread's connection).
+    if reads_in_database(targets):
+        # The sandbox platforms, read together in the caller's own transaction.
+        answers = snapshot_platforms(org_id, targets)
+    elif len(targets) > 1:
+        # Platforms behind calls are asked side by side.
         with ThreadPoolExecutor(len(targets), thread_name_prefix="backstop-read") as pool:
             answers = dict(zip(targets, pool.map(read, targets), strict=True))
     else:

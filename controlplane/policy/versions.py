@@ -24,6 +24,7 @@ from controlplane.policy.rules import (
     PolicyProblem,
     parse_policy,
 )
+from mutations.rows import table
 
 DRY_RUN_DECISIONS = 500
 
@@ -32,7 +33,12 @@ def evaluate_policy(
     workspace: Workspace, inputs: dict[str, Any]
 ) -> tuple[PolicyVersion | None, Evaluation]:
     """Evaluate the workspace's active policy; with none active, hold (fail closed)."""
-    active = PolicyVersion.objects.filter(workspace=workspace, is_active=True).first()
+    # Every decision reads it: one plain statement (at most one version is active).
+    found = PolicyVersion.objects.raw(
+        f"SELECT * FROM {table(PolicyVersion)} WHERE workspace_id = %s AND is_active",
+        [workspace.id],
+    )
+    active = next(iter(found), None)
     if active is None:
         return None, Evaluation(FAIL_CLOSED, [], [])
     return active, _parsed(active.text).evaluate(inputs)

@@ -112,8 +112,7 @@ class SandboxConnector:
     def snapshot_many(
         self, *, org_id: str, targets: list[dict[str, Any]]
     ) -> list[list[dict[str, Any]]]:
-        rows = _campaigns_matching(org_id, self.platform, targets)
-        return [[row for row in rows if _matches(row, target)] for target in targets]
+        return snapshot_platforms(org_id, {self.platform: targets})[self.platform]
 
     def seed(self, *, org_id: str, objects: list[dict[str, Any]]) -> None:
         """Create a campaign per object: ``{"target": {"campaign_id", "market"}, "state":
@@ -217,23 +216,33 @@ def _remember(
         )
 
 
-def _campaigns_matching(
-    org_id: str, platform: str, targets: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Return the snapshot fields of the campaigns any of ``targets`` names, by id."""
-    wanted, params = [], [org_id, platform]
-    for target in targets:
-        named = [name for name in TARGET_FIELDS if name in target]
-        wanted.append(" AND ".join(f"{name} = %s" for name in named) or "TRUE")
-        params += [target[name] for name in named]
+def snapshot_platforms(
+    org_id: str, targets: dict[str, list[dict[str, Any]]]
+) -> dict[str, list[list[dict[str, Any]]]]:
+    """Return, by platform, the campaigns each target names (by id), reading every
+    platform's in one statement: the sandbox platforms share one table."""
+    if not any(targets.values()):
+        return {platform: [] for platform in targets}
+    wanted, params = [], [org_id]
+    for platform, platform_targets in targets.items():
+        for target in platform_targets:
+            named = [name for name in TARGET_FIELDS if name in target]
+            wanted.append(" AND ".join(["platform = %s", *(f"{name} = %s" for name in named)]))
+            params += [platform, *(target[name] for name in named)]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {', '.join(SNAPSHOT_FIELDS)} FROM {table(SandboxCampaign)} "
-            f"WHERE org_id = %s AND platform = %s AND (({') OR ('.join(wanted)})) "
-            "ORDER BY campaign_id",
+            f"SELECT platform, {', '.join(SNAPSHOT_FIELDS)} FROM {table(SandboxCampaign)} "
+            f"WHERE org_id = %s AND (({') OR ('.join(wanted)})) ORDER BY campaign_id",
             params,
         )
-        return [dict(zip(SNAPSHOT_FIELDS, row, strict=True)) for row in cursor.fetchall()]
+        found = [(row[0], dict(zip(SNAPSHOT_FIELDS, row[1:], strict=True))) for row in cursor]
+    return {
+        platform: [
+            [row for row_platform, row in found if row_platform == platform and _matches(row, t)]
+            for t in platform_targets
+        ]
+        for platform, platform_targets in targets.items()
+    }
 
 
 def _changes(change: Change) -> dict[str, Any] | None:
