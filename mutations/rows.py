@@ -117,6 +117,15 @@ def table(model: type[models.Model]) -> str:
     return str(connection.ops.quote_name(model._meta.db_table))
 
 
+def one_of(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """Return a condition that ``column`` holds one of ``values``, and its parameters: on
+    PostgreSQL one array parameter, so that the statement's text is the same for any
+    number of values (prepared once); elsewhere an ``IN`` list."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [list(values)]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
+
+
 def for_update() -> str:
     """Return the clause that locks the rows a SELECT reads, where the database has one
     (SQLite locks the whole database for a write transaction instead)."""

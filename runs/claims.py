@@ -24,7 +24,7 @@ from django.utils import timezone
 from mutations.connectors import PlatformError
 from mutations.hashing import canonical_json, snapshot_scopes, state_hash
 from mutations.models import RuntimeEvent
-from mutations.rows import insert_rows, update_rows
+from mutations.rows import insert_rows, one_of, update_rows
 from runs import evidence
 from runs.crashpoints import crash_point
 from runs.leases import lease_seconds, rollback_lock_seconds
@@ -97,8 +97,9 @@ def _due_runs(now: datetime, limit: int, holding: list[str]) -> list[WorkflowRun
         "AND (leased_by = '' OR lease_expires_at < %s) AND next_wake_at <= %s"
     )
     if holding:
-        sql += f" AND run_id NOT IN ({', '.join(['%s'] * len(holding))})"
-        params += holding
+        held, held_params = one_of("run_id", holding)
+        sql += f" AND NOT ({held})"
+        params += held_params
     sql += " ORDER BY next_wake_at LIMIT %s"
     params.append(limit)
     if connection.features.has_select_for_update_skip_locked:

@@ -24,7 +24,7 @@ from django.utils import timezone
 from mutations.connectors import Applied, PlatformError
 from mutations.hashing import snapshot_scopes, state_hash
 from mutations.models import Mutation, RuntimeEvent
-from mutations.rows import for_update, table
+from mutations.rows import for_update, one_of, table
 from runs import evidence, saga
 from runs.batch import Batch
 from runs.leases import lease_seconds, rollback_lock_seconds
@@ -79,13 +79,12 @@ class Recorder:
                 self._ending.clear()
 
     def _fence(self, states: list[RunState]) -> set[str]:
-        ids = [s.run.run_id for s in states]
+        ours, params = one_of("run_id", [s.run.run_id for s in states])
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT run_id, rollback_lock_holder FROM {table(WorkflowRun)} "
-                f"WHERE run_id IN ({', '.join(['%s'] * len(ids))}) AND leased_by = %s"
-                + for_update(),
-                [*ids, self.worker_id],
+                f"WHERE {ours} AND leased_by = %s{for_update()}",
+                [*params, self.worker_id],
             )
             rows = cursor.fetchall()
         compensating = {s.run.run_id for s in states if s.run.status == RunStatus.COMPENSATING}

@@ -22,7 +22,7 @@ from mutations.connectors.base import (
 )
 from mutations.connectors.faults import fault_error, planned, take_fault
 from mutations.models import SandboxCampaign, SandboxOperation
-from mutations.rows import table
+from mutations.rows import one_of, table
 from mutations.timestamps import UTC_FORMAT
 
 # platform name -> the API name its errors carry
@@ -219,21 +219,27 @@ def _remember(
 def snapshot_platforms(
     org_id: str, targets: dict[str, list[dict[str, Any]]]
 ) -> dict[str, list[list[dict[str, Any]]]]:
-    """Return, by platform, the campaigns each target names (by id), reading every
-    platform's in one statement: the sandbox platforms share one table."""
-    if not any(targets.values()):
+    """Return, by platform, the campaigns each target names (by id), for all the
+    platforms reading in one statement (the sandbox platforms share one table) the
+    campaigns any target could name, then keeping each target's own."""
+    every = [target for platform_targets in targets.values() for target in platform_targets]
+    if not every:
         return {platform: [] for platform in targets}
-    wanted, params = [], [org_id]
-    for platform, platform_targets in targets.items():
-        for target in platform_targets:
-            named = [name for name in TARGET_FIELDS if name in target]
-            wanted.append(" AND ".join(["platform = %s", *(f"{name} = %s" for name in named)]))
-            params += [platform, *(target[name] for name in named)]
+    where, params = one_of("platform", sorted(targets))
+    if all(any(name in target for name in TARGET_FIELDS) for target in every):
+        named = []  # campaign_id = ANY(...) OR market = ANY(...)
+        for name in TARGET_FIELDS:
+            values = sorted({target[name] for target in every if name in target})
+            if values:
+                condition, condition_params = one_of(name, values)
+                named.append(condition)
+                params += condition_params
+        where += f" AND ({' OR '.join(named)})"
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT platform, {', '.join(SNAPSHOT_FIELDS)} FROM {table(SandboxCampaign)} "
-            f"WHERE org_id = %s AND (({') OR ('.join(wanted)})) ORDER BY campaign_id",
-            params,
+            f"WHERE org_id = %s AND {where} ORDER BY campaign_id",
+            [org_id, *params],
         )
         found = [(row[0], dict(zip(SNAPSHOT_FIELDS, row[1:], strict=True))) for row in cursor]
     return {
