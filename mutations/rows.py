@@ -50,10 +50,7 @@ def insert_rows(model: type[models.Model], rows: Sequence[models.Model]) -> None
     columns = _insert_columns(model, connection.vendor)
     quote = connection.ops.quote_name
     placeholders = f"({', '.join(['%s'] * len(columns))})"
-    sql = (
-        f"INSERT INTO {quote(model._meta.db_table)} "
-        f"({', '.join(quote(column.name) for column in columns)}) VALUES "
-    )
+    sql = f"INSERT INTO {table(model)} ({', '.join(quote(c.name) for c in columns)}) VALUES "
     values = [[column.value(row) for column in columns] for row in rows]
     with connection.cursor() as cursor:
         if isinstance(model._meta.pk, models.AutoField):
@@ -79,11 +76,13 @@ def update_rows(model: type[models.Model], rows: list[tuple[Any, dict[str, Any]]
         names = tuple(sorted(values))
         groups[names].append([_db_value(model, n, values[n]) for n in names] + [pk])
     quote = connection.ops.quote_name
-    table, pk_column = quote(model._meta.db_table), quote(_column(model, model._meta.pk.name))
+    pk_column = quote(_column(model, model._meta.pk.name))
     with connection.cursor() as cursor:
         for names, params in groups.items():
             columns = ", ".join(f"{quote(_column(model, n))} = %s" for n in names)
-            cursor.executemany(f"UPDATE {table} SET {columns} WHERE {pk_column} = %s", params)
+            cursor.executemany(
+                f"UPDATE {table(model)} SET {columns} WHERE {pk_column} = %s", params
+            )
 
 
 @cache
