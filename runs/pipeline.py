@@ -29,7 +29,7 @@ from django.db import (
     connection,
     transaction,
 )
-from django.db.models import Min
+from django.db.models import Case, Min, When
 from django.utils import timezone
 
 from mutations.connectors import PlatformError, in_database
@@ -320,11 +320,10 @@ class Pipeline:
 def _next_claimable() -> datetime | None:
     """Return when the earliest unfinished run may be claimed (it is due, and its lease,
     if another runner holds it, has run out), or None when none is left."""
+    claimable_at = Case(When(leased_by="", then="next_wake_at"), default="lease_expires_at")
     runnable = WorkflowRun.objects.runnable().filter(engine=Engine.BUILTIN)
-    due = runnable.filter(leased_by="").aggregate(at=Min("next_wake_at"))["at"]
-    expiry = runnable.exclude(leased_by="").aggregate(at=Min("lease_expires_at"))["at"]
-    moments = [moment for moment in (due, expiry) if moment is not None]
-    return min(moments) if moments else None
+    at: datetime | None = runnable.aggregate(at=Min(claimable_at))["at"]
+    return at
 
 
 def _read_scopes(states: list[RunState]) -> Outcomes:
