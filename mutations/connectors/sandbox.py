@@ -159,7 +159,9 @@ class SandboxConnector:
             raise FatalError(
                 f"{self.api_name}_api: unsupported_operation (code 400): {change.mutation_type}"
             )
-        changed = _update_campaigns(org_id, self.platform, change.target, changes, now)
+        with connection.cursor() as cursor:
+            cursor.execute(*_campaign_update(org_id, self.platform, change.target, changes, now))
+            changed = cursor.rowcount
         if changed != 1:  # raising rolls the transaction back, whatever was updated
             raise self._not_applied(self._campaigns(org_id, change.target).count(), change)
         return {"applied_at": utc_iso(now)}
@@ -299,20 +301,6 @@ def _apply_at_once(
             ],
         )
         return result if cursor.rowcount == 1 else None
-
-
-def _update_campaigns(
-    org_id: str,
-    platform: str,
-    target: dict[str, Any],
-    changes: dict[str, Any],
-    now: Any,
-) -> int:
-    """Apply ``changes`` (a budget delta, or a status) to the campaigns matching
-    ``target``; return how many changed."""
-    with connection.cursor() as cursor:
-        cursor.execute(*_campaign_update(org_id, platform, target, changes, now))
-        return int(cursor.rowcount)
 
 
 def _campaign_update(
