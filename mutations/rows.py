@@ -68,13 +68,18 @@ def insert_rows(model: type[models.Model], rows: Sequence[models.Model]) -> None
         row._state.adding, row._state.db = False, connection.alias
 
 
+def db_value(model: type[models.Model], name: str, value: Any) -> Any:
+    """Return ``value`` as field ``name`` of ``model`` sends it to the database."""
+    return _concrete(model, name).get_db_prep_save(value, connection)
+
+
 def update_rows(model: type[models.Model], rows: list[tuple[Any, dict[str, Any]]]) -> None:
     """Set each row's fields (by primary key); rows setting the same columns share one
     statement."""
     groups: dict[tuple[str, ...], list[list[Any]]] = defaultdict(list)
     for pk, values in rows:
         names = tuple(sorted(values))
-        groups[names].append([_db_value(model, n, values[n]) for n in names] + [pk])
+        groups[names].append([db_value(model, n, values[n]) for n in names] + [pk])
     quote = connection.ops.quote_name
     pk_column = quote(_column(model, model._meta.pk.name))
     with connection.cursor() as cursor:
@@ -144,7 +149,3 @@ def _concrete(model: type[models.Model], name: str) -> models.Field[Any, Any]:
 
 def _column(model: type[models.Model], name: str) -> str:
     return str(_concrete(model, name).column)
-
-
-def _db_value(model: type[models.Model], name: str, value: Any) -> Any:
-    return _concrete(model, name).get_db_prep_save(value, connection)

@@ -24,7 +24,7 @@ from django.utils import timezone
 from mutations.connectors import PlatformError
 from mutations.hashing import canonical_json, snapshot_scopes, state_hash
 from mutations.models import RuntimeEvent
-from mutations.rows import insert_rows, one_of, update_rows
+from mutations.rows import db_value, insert_rows, one_of, table, update_rows
 from runs import evidence
 from runs.crashpoints import crash_point
 from runs.leases import lease_seconds, rollback_lock_seconds
@@ -87,12 +87,11 @@ def _due_runs(now: datetime, limit: int, holding: list[str]) -> list[WorkflowRun
     """Return (and lock, skipping locked rows) up to ``limit`` claimable runs, the most
     overdue first: runnable by these runners (not on another engine), due, and not leased
     (or the lease has run out)."""
-    quote = connection.ops.quote_name
     moment = connection.ops.adapt_datetimefield_value(now)
     statuses = sorted(RUNNABLE_STATUSES)
     params: list[Any] = [*statuses, Engine.BUILTIN, moment, moment]
     sql = (
-        f"SELECT * FROM {quote(WorkflowRun._meta.db_table)} "
+        f"SELECT * FROM {table(WorkflowRun)} "
         f"WHERE status IN ({', '.join(['%s'] * len(statuses))}) AND engine = %s "
         "AND (leased_by = '' OR lease_expires_at < %s) AND next_wake_at <= %s"
     )
@@ -165,12 +164,11 @@ def take_scopes(claim: Claim, runs: list[WorkflowRun]) -> None:
         ((run, key) for run in runs for key in scope_keys(run.scope)),
         key=lambda row: (row[0].org_id, row[1]),
     )
-    table = connection.ops.quote_name(ScopeLock._meta.db_table)
     values = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
-    acquired = ScopeLock._meta.get_field("acquired_at").get_db_prep_save(claim.now, connection)
+    acquired = db_value(ScopeLock, "acquired_at", claim.now)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (org_id, key, run_id, acquired_at) VALUES {values} "
+            f"INSERT INTO {table(ScopeLock)} (org_id, key, run_id, acquired_at) VALUES {values} "
             "ON CONFLICT (org_id, key) DO NOTHING RETURNING run_id, key",
             [p for run, key in rows for p in (run.org_id, key, run.run_id, acquired)],
         )

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from mutations.rows import table
+
 
 def lease_seconds() -> timedelta:
     return timedelta(seconds=settings.BACKSTOP_LEASE_SECONDS)
@@ -25,13 +27,13 @@ def renew_leases(worker_id: str) -> None:
     """
     from runs.models import WorkflowRun
 
-    table = connection.ops.quote_name(WorkflowRun._meta.db_table)
+    runs = table(WorkflowRun)
     expires = connection.ops.adapt_datetimefield_value(timezone.now() + lease_seconds())
     held = "substr(leased_by, 1, length(%s)) = %s"
     if connection.features.has_select_for_update_skip_locked:
-        held = f"run_id IN (SELECT run_id FROM {table} WHERE {held} FOR UPDATE SKIP LOCKED)"
+        held = f"run_id IN (SELECT run_id FROM {runs} WHERE {held} FOR UPDATE SKIP LOCKED)"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET lease_expires_at = %s WHERE {held}",
+            f"UPDATE {runs} SET lease_expires_at = %s WHERE {held}",
             [expires, worker_id, worker_id],
         )

@@ -13,6 +13,8 @@ import psycopg
 from django.apps import apps
 from django.db import connection
 
+from mutations.rows import table
+
 RUNNER_APPLICATION_NAME = "backstop-bench-runner"  # the runners' sessions (PGAPPNAME)
 COMMITS_PER_READ = 2  # commits() commits twice: its flush, then its read
 
@@ -60,7 +62,7 @@ def vacuum() -> None:
     depending on when autovacuum last ran (if it runs at all).
     """
     tables = sorted(
-        connection.ops.quote_name(model._meta.db_table)
+        table(model)
         for app in ("controlplane", "runs", "mutations")
         for model in apps.get_app_config(app).get_models()
         if not model._meta.proxy

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -22,7 +22,7 @@ from mutations.connectors.base import (
 )
 from mutations.connectors.faults import fault_error, planned, take_fault
 from mutations.models import SandboxCampaign, SandboxOperation
-from mutations.rows import one_of, table
+from mutations.rows import db_value, one_of, table
 from mutations.timestamps import UTC_FORMAT
 
 # platform name -> the API name its errors carry
@@ -183,10 +183,23 @@ class SandboxConnector:
 # ---- the hot path in plain SQL: one statement each, no query building ---------------------
 
 
-def _value(model: type[models.Model], name: str, value: Any) -> Any:
-    field = model._meta.get_field(name)
-    assert isinstance(field, models.Field)
-    return field.get_db_prep_save(value, connection)
+# A remembered call: its key, what was asked, what was answered. ``_operation`` gives the
+# values of these columns, in this order.
+OPERATION_COLUMNS = "(org_id, platform, idempotency_key, request, result, applied_at, replays)"
+
+
+def _operation(
+    org_id: str, platform: str, key: str, request: dict[str, Any], result: dict[str, Any], now: Any
+) -> list[Any]:
+    return [
+        org_id,
+        platform,
+        key,
+        db_value(SandboxOperation, "request", request),
+        db_value(SandboxOperation, "result", result),
+        db_value(SandboxOperation, "applied_at", now),
+        0,
+    ]
 
 
 def _applied_before(org_id: str, platform: str, key: str) -> bool:
@@ -204,17 +217,9 @@ def _remember(
 ) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table(SandboxOperation)} "
-            "(org_id, platform, idempotency_key, request, result, applied_at, replays) "
-            "VALUES (%s, %s, %s, %s, %s, %s, 0)",
-            [
-                org_id,
-                platform,
-                key,
-                _value(SandboxOperation, "request", request),
-                _value(SandboxOperation, "result", result),
-                _value(SandboxOperation, "applied_at", timezone.now()),
-            ],
+            f"INSERT INTO {table(SandboxOperation)} {OPERATION_COLUMNS} "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            _operation(org_id, platform, key, request, result, timezone.now()),
         )
 
 
@@ -287,17 +292,13 @@ def _apply_at_once(
             f"WITH changed AS ({update} AND NOT EXISTS (SELECT 1 FROM {operations} "
             "WHERE org_id = %s AND platform = %s AND idempotency_key = %s) "
             f"AND NOT EXISTS ({faults}) RETURNING 1) "
-            f"INSERT INTO {operations} "
-            "(org_id, platform, idempotency_key, request, result, applied_at, replays) "
-            "SELECT %s, %s, %s, %s, %s, %s, 0 FROM changed",
+            f"INSERT INTO {operations} {OPERATION_COLUMNS} "
+            "SELECT %s, %s, %s, %s, %s, %s, %s FROM changed",
             [
                 *params,
                 *(org_id, platform, key),
                 *fault_params,
-                *(org_id, platform, key),
-                _value(SandboxOperation, "request", request),
-                _value(SandboxOperation, "result", result),
-                _value(SandboxOperation, "applied_at", now),
+                *_operation(org_id, platform, key, request, result, now),
             ],
         )
         return result if cursor.rowcount == 1 else None
@@ -329,7 +330,7 @@ def _campaign_update(
     return (
         f"UPDATE {table(SandboxCampaign)} SET {setting}, updated_at = %s "
         f"WHERE {' AND '.join(where)}",
-        [*values, _value(SandboxCampaign, "updated_at", now), *params],
+        [*values, db_value(SandboxCampaign, "updated_at", now), *params],
     )
 
 
